@@ -1,0 +1,71 @@
+// Scalar math shared by the CPU and CUDA kernels: rounding rules, the int8 quantizers and the
+// gated activations. Host/device inline so both backends compute exactly the same function.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define INT8_MOE_HD __host__ __device__ __forceinline__
+#else
+#define INT8_MOE_HD inline
+#endif
+
+namespace int8_moe {
+
+constexpr float kInt8Max = 127.0f;
+// Floor on a per-token activation amax, so an all-zero token gets a finite scale (SPEC, W8A8).
+constexpr float kActAmaxFloor = 1e-10f;
+
+// Activation between the two GEMMs. The numeric values are part of the kernel ABI.
+enum class Activation : int32_t { kSilu = 0, kGelu = 1, kGeluTanh = 2, kSwigluOai = 3 };
+
+// Weights: round half to even (rintf in the default rounding mode), clamp to [-127, 127].
+INT8_MOE_HD int8_t quantize_weight_value(float w, float scale) {
+  if (scale == 0.0f) return 0;  // all-zero row: q = 0, no 0/0
+  float q = rintf(w / scale);
+  q = fminf(fmaxf(q, -kInt8Max), kInt8Max);
+  return static_cast<int8_t>(q);
+}
+
+// Activations (W8A8): round half away from zero, clamp to [-127, 127]. scale is never 0.
+INT8_MOE_HD int8_t quantize_activation_value(float x, float scale) {
+  float q = roundf(x / scale);
+  q = fminf(fmaxf(q, -kInt8Max), kInt8Max);
+  return static_cast<int8_t>(q);
+}
+
+INT8_MOE_HD float activation_scale_from_amax(float amax) {
+  return fmaxf(amax, kActAmaxFloor) / kInt8Max;
+}
+
+// act(g, u) for the gated activations of SPEC. g is the gate row, u the up row.
+INT8_MOE_HD float gated_activation(Activation act, float g, float u, float alpha, float limit) {
+  switch (act) {
+    case Activation::kSilu:
+      return g / (1.0f + expf(-g)) * u;
+    case Activation::kGelu:
+      return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f)) * u;
+    case Activation::kGeluTanh: {
+      const float inner = 0.79788456080286536f * (g + 0.044715f * g * g * g);
+      return 0.5f * g * (1.0f + tanhf(inner)) * u;
+    }
+    case Activation::kSwigluOai:
+    default: {
+      g = fminf(g, limit);
+      u = fminf(fmaxf(u, -limit), limit);
+      return (u + 1.0f) * g / (1.0f + expf(-alpha * g));
+    }
+  }
+}
+
+// Row of w13 holding the gate (resp. up) value of intermediate column j. swigluoai (gpt-oss)
+// interleaves gate/up rows; every other activation stacks gate rows on top of up rows.
+INT8_MOE_HD int64_t gate_row(Activation act, int64_t j, int64_t inter) {
+  return act == Activation::kSwigluOai ? 2 * j : j;
+}
+INT8_MOE_HD int64_t up_row(Activation act, int64_t j, int64_t inter) {
+  return act == Activation::kSwigluOai ? 2 * j + 1 : inter + j;
+}
+
+}  // namespace int8_moe
