@@ -1,6 +1,6 @@
 // CPU fused-MoE forward. Routes (token, slot) are grouped by local expert with a counting sort,
 // each expert's routes are cut into blocks, and a block runs GEMM1 -> activation -> GEMM2 with
-// int8 weights dequantized row by row (fp32 accumulation, or int32 in W8A8). Each route writes
+// int8 weights dequantized tile by tile (fp32 accumulation, or int32 dot products in W8A8). Each route writes
 // its own fp32 row; a last pass sums a token's k rows in slot order, so results are deterministic.
 #include <ATen/Parallel.h>
 #include <torch/all.h>
@@ -17,21 +17,32 @@ namespace {
 
 constexpr int64_t kRoutesPerBlock = 16;
 
-float dot_f32_i8(const float* a, const int8_t* b, int64_t K) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= K; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * static_cast<float>(b[i + l]);
-  }
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < K; ++i) s += a[i] * static_cast<float>(b[i]);
-  return s;
-}
-
 int32_t dot_i8_i8(const int8_t* a, const int8_t* b, int64_t K) {
   int32_t acc = 0;
   for (int64_t i = 0; i < K; ++i) acc += static_cast<int32_t>(a[i]) * static_cast<int32_t>(b[i]);
   return acc;
+}
+
+// out[b, j] = (a_b . w_j) * scale_j + bias_j for b < n, j < rows, with a [n, K] fp32 and w
+// [rows, K] int8. W8A16 path: weight tiles are dequantized to fp32 and multiplied with a BLAS
+// GEMM (single-threaded inside at::parallel_for), fp32 accumulation.
+template <typename T>
+void gemm_f32_i8(const float* a, int64_t n, int64_t K, const int8_t* w, const float* scale,
+                 const T* bias, int64_t rows, float* out) {
+  constexpr int64_t kTile = 64;
+  std::vector<float> tile(kTile * K);
+  const at::Tensor A = at::from_blob(const_cast<float*>(a), {n, K}, at::kFloat);
+  for (int64_t j0 = 0; j0 < rows; j0 += kTile) {
+    const int64_t nt = std::min(kTile, rows - j0);
+    for (int64_t i = 0; i < nt * K; ++i) tile[i] = static_cast<float>(w[j0 * K + i]);
+    const at::Tensor B = at::from_blob(tile.data(), {nt, K}, at::kFloat);
+    const at::Tensor C = at::mm(A, B.t()).contiguous();
+    const float* c = C.const_data_ptr<float>();
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t j = 0; j < nt; ++j)
+        out[b * rows + j0 + j] =
+            c[b * nt + j] * scale[j0 + j] + (bias ? static_cast<float>(bias[j0 + j]) : 0.0f);
+  }
 }
 
 // Per-token int8 quantization of n rows of length K (W8A8 activations).
@@ -98,14 +109,16 @@ void run_block(const CpuMoeArgs<T>& a, const MoeProblem& p, int64_t e, const int
   }
 
   // GEMM1: g13[b, row] = x_b . W13_e[row] * scale (+ bias)
-  for (int64_t row = 0; row < 2 * I; ++row) {
+  const T* b13 = a.w13_bias ? a.w13_bias + e * 2 * I : nullptr;
+  if (!p.per_token)
+    gemm_f32_i8(xa.data(), n, H, a.w13 + e * 2 * I * H, a.w13_scale + e * 2 * I, b13, 2 * I,
+                g13.data());
+  for (int64_t row = 0; p.per_token && row < 2 * I; ++row) {
     const int8_t* wr = a.w13 + (e * 2 * I + row) * H;
     const float s = a.w13_scale[e * 2 * I + row];
     const float bias = a.w13_bias ? static_cast<float>(a.w13_bias[e * 2 * I + row]) : 0.0f;
     for (int64_t b = 0; b < n; ++b) {
-      const float acc = p.per_token
-                            ? static_cast<float>(dot_i8_i8(xq.data() + b * H, wr, H)) * xs[b] * s
-                            : dot_f32_i8(xa.data() + b * H, wr, H) * s;
+      const float acc = static_cast<float>(dot_i8_i8(xq.data() + b * H, wr, H)) * xs[b] * s;
       g13[b * 2 * I + row] = acc + bias;
     }
   }
@@ -122,19 +135,23 @@ void run_block(const CpuMoeArgs<T>& a, const MoeProblem& p, int64_t e, const int
     quantize_activation_rows(act.data(), n, I, hq.data(), hs.data());
   }
 
-  // GEMM2: out[route, row] = (act_b . W2_e[row] * scale + bias) * router weight
-  for (int64_t row = 0; row < H; ++row) {
+  // GEMM2: y[b, row] = act_b . W2_e[row] * scale + bias
+  std::vector<float> y(n * H);
+  if (!p.per_token)
+    gemm_f32_i8(act.data(), n, I, a.w2 + e * H * I, a.w2_scale + e * H,
+                a.w2_bias ? a.w2_bias + e * H : nullptr, H, y.data());
+  for (int64_t row = 0; p.per_token && row < H; ++row) {
     const int8_t* wr = a.w2 + (e * H + row) * I;
     const float s = a.w2_scale[e * H + row];
     const float bias = a.w2_bias ? static_cast<float>(a.w2_bias[e * H + row]) : 0.0f;
-    for (int64_t b = 0; b < n; ++b) {
-      const float acc = p.per_token
-                            ? static_cast<float>(dot_i8_i8(hq.data() + b * I, wr, I)) * hs[b] * s
-                            : dot_f32_i8(act.data() + b * I, wr, I) * s;
-      const int64_t r = routes[b];
-      const float w = p.weight_on_input ? 1.0f : a.topk_weights[r];
-      a.route_out[r * H + row] = (acc + bias) * w;
-    }
+    for (int64_t b = 0; b < n; ++b)
+      y[b * H + row] = static_cast<float>(dot_i8_i8(hq.data() + b * I, wr, I)) * hs[b] * s + bias;
+  }
+  // Router weight, into the route's own row.
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t r = routes[b];
+    const float w = p.weight_on_input ? 1.0f : a.topk_weights[r];
+    for (int64_t row = 0; row < H; ++row) a.route_out[r * H + row] = y[b * H + row] * w;
   }
 }
 
