@@ -193,7 +193,7 @@ void fused_moe_cpu_impl(const CpuMoeArgs<T>& a, const MoeProblem& p,
   });
 }
 
-at::Tensor& fused_moe_out_cpu(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+void fused_moe_out_cpu(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
                               const at::Tensor& w13_scale, const at::Tensor& w2_scale,
                               const at::Tensor& topk_weights, const at::Tensor& topk_ids,
                               const std::optional<at::Tensor>& w13_bias,
@@ -207,7 +207,7 @@ at::Tensor& fused_moe_out_cpu(const at::Tensor& x, const at::Tensor& w13, const 
                                             apply_router_weight_on_input, act_quant, swiglu_alpha,
                                             swiglu_limit);
   check_fused_moe_out(out, x);
-  if (p.M == 0 || p.H == 0) return out;
+  if (p.M == 0 || p.H == 0) return;
   const std::vector<int32_t> route_expert = resolve_routes(
       topk_ids, expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr, p);
   at::Tensor route_out = at::zeros({p.M * p.topk, p.H}, x.options().dtype(at::kFloat));
@@ -223,7 +223,6 @@ at::Tensor& fused_moe_out_cpu(const at::Tensor& x, const at::Tensor& w13, const 
                            route_out.mutable_data_ptr<float>()};
     fused_moe_cpu_impl(a, p, route_expert, out.mutable_data_ptr<scalar_t>());
   });
-  return out;
 }
 
 at::Tensor fused_moe_cpu(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
@@ -235,9 +234,10 @@ at::Tensor fused_moe_cpu(const at::Tensor& x, const at::Tensor& w13, const at::T
                          bool apply_router_weight_on_input, const std::string& act_quant,
                          double swiglu_alpha, double swiglu_limit) {
   at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  return fused_moe_out_cpu(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias,
-                           w2_bias, expert_map, activation, apply_router_weight_on_input, act_quant,
-                           swiglu_alpha, swiglu_limit, out);
+  fused_moe_out_cpu(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias, w2_bias,
+                    expert_map, activation, apply_router_weight_on_input, act_quant, swiglu_alpha,
+                    swiglu_limit, out);
+  return out;
 }
 
 }  // namespace

@@ -95,10 +95,8 @@ at::Tensor row_amax_cpu(const at::Tensor& w) {
   return amax;
 }
 
-std::tuple<at::Tensor&, at::Tensor&> quantize_rows_out_cpu(const at::Tensor& w,
-                                                           const std::optional<at::Tensor>& amax,
-                                                           bool compat, at::Tensor& q,
-                                                           at::Tensor& scale) {
+void quantize_rows_out_cpu(const at::Tensor& w, const std::optional<at::Tensor>& amax, bool compat,
+                           at::Tensor& q, at::Tensor& scale) {
   check_quantize_input("int8_moe::quantize_rows", w);
   if (amax.has_value()) check_amax_override(*amax, w);
   check_quantize_outputs(q, scale, w);
@@ -115,7 +113,6 @@ std::tuple<at::Tensor&, at::Tensor&> quantize_rows_out_cpu(const at::Tensor& w,
               bad_weight_row.load(), " (rows counted over w.shape[:-1] flattened)");
   TORCH_CHECK(bad_amax_row.load() == kNoRow, "int8_moe::quantize_rows: amax[", bad_amax_row.load(),
               "] (flattened) is negative or non-finite");
-  return {q, scale};
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& w,

@@ -45,7 +45,8 @@ def quantize_rows(
     if out is None:
         return _ops.quantize_rows(w, amax, compat=compat)
     q, scale = out
-    return _ops.quantize_rows.out(w, amax, compat=compat, q=q, scale=scale)
+    _ops.quantize_rows.out(w, amax, compat=compat, q=q, scale=scale)
+    return q, scale
 
 
 def row_amax(w: Tensor) -> Tensor:
@@ -109,7 +110,8 @@ def fused_moe(
     args = (x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids)
     if out is None:
         return _ops.fused_moe(*args, **kwargs)
-    return _ops.fused_moe.out(*args, **kwargs, out=out)
+    _ops.fused_moe.out(*args, **kwargs, out=out)
+    return out
 
 
 # ---- fake kernels (shapes and dtypes only) -------------------------------------------------
@@ -123,7 +125,7 @@ def _quantize_rows_fake(w, amax=None, *, compat=False):
 
 @torch.library.register_fake("int8_moe::quantize_rows.out")
 def _quantize_rows_out_fake(w, amax=None, *, compat=False, q, scale):
-    return q, scale
+    return None
 
 
 @torch.library.register_fake("int8_moe::row_amax")
@@ -140,4 +142,4 @@ def _fused_moe_fake(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, **k
 
 @torch.library.register_fake("int8_moe::fused_moe.out")
 def _fused_moe_out_fake(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, *, out, **kwargs):
-    return out
+    return None
