@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+export PIP_ROOT_USER_ACTION=ignore
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "[setup] torch not found: installing torch==2.13.0 (CPU build)"

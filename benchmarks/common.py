@@ -1,0 +1,64 @@
+"""Timing and hardware ceilings shared by the benchmarks (CUDA events; medians)."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+
+def bench_ms(fn, warmup: int = 5, reps: int = 30) -> float:
+    """Median milliseconds of fn() timed with CUDA events (each rep timed on its own)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def graph_ms(fn, reps: int = 200) -> float:
+    """Median milliseconds of one replay of fn captured in a CUDA graph (launch gaps removed)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return bench_ms(g.replay, warmup=10, reps=reps)
+
+
+def copy_bandwidth_gbs(nbytes: int = 2 << 30) -> float:
+    """Device-to-device copy rate, counting bytes read plus bytes written (GB/s)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_(0, 255)
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src), warmup=3, reps=20)
+    del src, dst
+    return 2 * nbytes / ms / 1e6
+
+
+def bf16_matmul_tflops(n: int = 8192) -> float:
+    a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    ms = bench_ms(lambda: a @ b, warmup=3, reps=20)
+    return 2 * n**3 / ms / 1e9
+
+
+def int8_matmul_tops(n: int = 8192) -> float:
+    a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device="cuda")
+    b = torch.randint(-127, 128, (n, n), dtype=torch.int8, device="cuda")
+    ms = bench_ms(lambda: torch._int_mm(a, b), warmup=3, reps=20)
+    return 2 * n**3 / ms / 1e9
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name()
