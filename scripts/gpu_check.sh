@@ -12,8 +12,7 @@ if ! python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   tail -50 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
-grep -E "registers|spill" "$OUT/build.log" | head -0
-python3 -m pytest tests -q -x -rs ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/pytest.log" | tail -25
+python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs 2>&1 | tee "$OUT/pytest.log" | tail -25
 for b in "$@"; do
   python3 "benchmarks/bench_$b.py" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -30
 done
