@@ -42,9 +42,13 @@ def extension():
     cxx_flags = ["-O3"]
     srcs = sources("*.cpp") + sources("common/*.cpp") + sources("cpu/*.cpp")
     include_dirs = [CSRC]
+    # An explicit .eh_frame_hdr keeps C++ exceptions (TORCH_CHECK) unwinding through this
+    # library fast and safe whatever the linker's default.
+    link_args = ["-Wl,--eh-frame-hdr"]
     if not want_cuda():
         return cpp_extension.CppExtension(
-            "int8_moe._C", srcs, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags}
+            "int8_moe._C", srcs, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_args,
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;8.9;9.0a")
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
@@ -53,6 +57,7 @@ def extension():
         srcs + sources("cuda/*.cu"),
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags + ["-DINT8_MOE_WITH_CUDA"], "nvcc": nvcc_flags},
+        extra_link_args=link_args,
     )
 
 

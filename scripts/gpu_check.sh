@@ -12,6 +12,7 @@ if ! python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   tail -50 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
+python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke.log"
 python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs 2>&1 | tee "$OUT/pytest.log" | tail -25
 for b in "$@"; do
   python3 "benchmarks/bench_$b.py" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -30

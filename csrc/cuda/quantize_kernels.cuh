@@ -1,16 +1,20 @@
 // Per-row int8 quantization and row amax on CUDA. Framework-free: raw pointers, sizes, a stream.
 //
-// quantize: a row is read once into registers (16-byte loads), reduced to its amax (warp
-// shuffles or a CUB block reduction), then quantized from the registers and written as packed
-// int8: 2 bytes read and 1 written per weight. Rows too long for registers, or whose length or
-// pointers do not allow 16-byte access, take a looped path that reads the row twice (the second
-// read mostly hits L2).
+// quantize: TPR threads share a row and hold it in registers (VPT 16-byte loads each, up to 8 in
+// flight per thread), the row max is reduced, and q is computed from the registers and written
+// as packed int8: one read of 2 bytes and one write of 1 byte per weight. Rows whose length or
+// pointers rule out 16-byte access, or that are too long for registers, take a looped path that
+// reads the row twice (the second read mostly hits L2).
+//
+// The row max is taken over the absolute-value *bit patterns* as unsigned integers: for IEEE
+// formats that order equals the order of |x|, +inf sorts above every finite value and NaN above
+// inf. So one integer max gives the amax, detects non-finite rows (max >= inf's bits) and, for
+// row_amax, propagates NaN, without converting elements to float twice.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <cub/block/block_reduce.cuh>
-#include <cuda/functional>
+#include <tuple>
 
 #include "../common/moe_math.h"
 #include "cuda_types.cuh"
@@ -21,29 +25,76 @@ namespace int8_moe {
 // override is negative or non-finite. Initialized to kNoBadRow.
 constexpr unsigned long long kNoBadRow = ~0ull;
 
-struct NanMax {  // max that propagates NaN (row_amax)
-  __device__ __forceinline__ float operator()(float a, float b) const {
-    return (a > b || a != a) ? a : b;
+template <typename T>
+struct AbsBits;
+template <>
+struct AbsBits<__nv_bfloat16> {
+  static constexpr uint32_t kInf = 0x7f80u;
+  static __device__ __forceinline__ float to_float(uint32_t b) { return __uint_as_float(b << 16); }
+};
+template <>
+struct AbsBits<__half> {
+  static constexpr uint32_t kInf = 0x7c00u;
+  static __device__ __forceinline__ float to_float(uint32_t b) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(b)));
   }
 };
+template <>
+struct AbsBits<float> {
+  static constexpr uint32_t kInf = 0x7f800000u;
+  static __device__ __forceinline__ float to_float(uint32_t b) { return __uint_as_float(b); }
+};
 
-template <int TPR, typename Op>
-__device__ __forceinline__ float row_reduce(float v, Op op) {
-  // TPR threads of consecutive lanes share a row: TPR == 32 -> warp, TPR == blockDim -> block.
-  if constexpr (TPR <= 32) {
-#pragma unroll
-    for (int o = TPR / 2; o > 0; o /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
+// max |x| (as bits) over one 16-byte pack.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_abs_bits_max(const Pack<T, 16 / sizeof(T)>& p,
+                                                      uint32_t m) {
+  const uint4 u = *reinterpret_cast<const uint4*>(&p);
+  if constexpr (sizeof(T) == 2) {
+    uint32_t m2 = __vmaxu2(__vmaxu2(u.x & 0x7fff7fffu, u.y & 0x7fff7fffu),
+                           __vmaxu2(u.z & 0x7fff7fffu, u.w & 0x7fff7fffu));
+    return max(m, max(m2 & 0xffffu, m2 >> 16));
   } else {
-    using Reduce = cub::BlockReduce<float, TPR>;
-    __shared__ typename Reduce::TempStorage tmp;
-    __shared__ float result;
-    __syncthreads();  // the shared slots may still be in use by a previous reduction
-    const float r = Reduce(tmp).Reduce(v, op);
-    if (threadIdx.x == 0) result = r;
-    __syncthreads();
-    return result;
+    return max(max(m, max(u.x & 0x7fffffffu, u.y & 0x7fffffffu)),
+               max(u.z & 0x7fffffffu, u.w & 0x7fffffffu));
   }
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t elem_abs_bits(T v) {
+  if constexpr (sizeof(T) == 2) {
+    return static_cast<uint32_t>(*reinterpret_cast<const unsigned short*>(&v)) & 0x7fffu;
+  } else {
+    return __float_as_uint(v) & 0x7fffffffu;
+  }
+}
+
+// Max over the TPR consecutive threads of a row. Rows never straddle a warp boundary unless
+// TPR > 32, in which case a row owns whole warps and they combine through shared memory.
+template <int TPR, int THREADS>
+__device__ __forceinline__ uint32_t row_max(uint32_t v) {
+#pragma unroll
+  for (int o = (TPR < 32 ? TPR : 32) / 2; o > 0; o /= 2)
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if constexpr (TPR > 32) {
+    constexpr int kWarpsPerRow = TPR / 32;
+    __shared__ uint32_t warp_max[THREADS / 32];
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x % 32 == 0) warp_max[warp] = v;
+    __syncthreads();
+    const int first = warp - warp % kWarpsPerRow;
+#pragma unroll
+    for (int i = 0; i < kWarpsPerRow; ++i) v = max(v, warp_max[first + i]);
+  }
+  return v;
+}
+
+__device__ __forceinline__ bool amax_override_ok(float a) {
+  return a >= 0.0f && a <= 3.402823466e38f;
+}
+
+__device__ __forceinline__ void report(unsigned long long* slot, int64_t row) {
+  atomicMin(slot, static_cast<unsigned long long>(row));
 }
 
 template <typename T, bool COMPAT>
@@ -55,60 +106,62 @@ __device__ __forceinline__ float row_scale(float amax) {
   }
 }
 
+// round_half_even(w / s) clamped, equal to quantize_weight_value, but with a multiply by the
+// reciprocal: w * inv is within 2 ulp of w / s, so it rounds the same way unless it lies within
+// 1e-4 of a tie (x.5); only then (or when inv overflowed) is the exact quotient computed.
+__device__ __forceinline__ int8_t quantize_fast(float w, float s, float inv) {
+  if (s == 0.0f) return 0;
+  float y = w * inv;
+  const float frac = fabsf(y - truncf(y));
+  if (!(fabsf(frac - 0.5f) >= 1e-4f)) y = w / s;  // near a tie, or NaN from inv = inf
+  return static_cast<int8_t>(fminf(fmaxf(rintf(y), -kInt8Max), kInt8Max));
+}
+
 template <typename T, bool COMPAT>
-__device__ __forceinline__ int8_t quantize_elem(float w, float s) {
+__device__ __forceinline__ int8_t quantize_elem(float w, float s, float inv) {
   if constexpr (COMPAT) {
     if (s == 0.0f) return 0;
     const float v = rintf(round_to<T>(w / s));
     return static_cast<int8_t>(fminf(fmaxf(v, -kInt8Max), kInt8Max));
   } else {
-    return quantize_weight_value(w, s);
+    return quantize_fast(w, s, inv);
   }
 }
 
-// |v|, or +inf for inf and NaN: a row's max is then +inf exactly when it holds a non-finite value.
-__device__ __forceinline__ float finite_abs(float v) {
-  const float a = fabsf(v);
-  return a <= 3.402823466e38f ? a : __int_as_float(0x7f800000);
-}
-
-// Records the row in the error slots when its weights or its amax override are unusable.
-__device__ __forceinline__ void check_row(float row_max, const float* amax_in, int64_t row,
-                                          unsigned long long* bad) {
-  if (!(row_max <= 3.402823466e38f)) atomicMin(&bad[0], static_cast<unsigned long long>(row));
-  if (amax_in != nullptr && !(amax_in[row] >= 0.0f && amax_in[row] <= 3.402823466e38f))
-    atomicMin(&bad[1], static_cast<unsigned long long>(row));
-}
-
-// Register-resident path: VEC elements per 16-byte load, VPT loads per thread, TPR threads per
-// row, 256 / TPR rows per block. Needs K % VEC == 0 and 16-byte aligned rows.
-template <typename T, int TPR, int VPT, bool COMPAT>
-__global__ void __launch_bounds__(256) quantize_rows_regs_kernel(
+// Register-resident path: THREADS per block, TPR threads per row, VPT 16-byte loads per thread.
+// Needs K % VEC == 0 and 16-byte aligned rows (VEC-byte aligned q rows).
+template <typename T, int THREADS, int TPR, int VPT, bool COMPAT>
+__global__ void __launch_bounds__(THREADS) quantize_rows_regs_kernel(
     const T* __restrict__ w, const float* __restrict__ amax_in, int8_t* __restrict__ q,
     float* __restrict__ scale, int64_t rows, int64_t K, unsigned long long* bad) {
   constexpr int VEC = 16 / sizeof(T);
   const int lane = threadIdx.x % TPR;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (256 / TPR) + threadIdx.x / TPR;
-  const bool active = row < rows;  // inactive threads still join the reductions
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (THREADS / TPR) + threadIdx.x / TPR;
+  const bool active = row < rows;  // inactive threads still join the reduction
   const int64_t nvec = K / VEC;
   const Pack<T, VEC>* wr = reinterpret_cast<const Pack<T, VEC>*>(w + row * K);
 
   Pack<T, VEC> buf[VPT];
-  float amax = 0.0f;
+  uint32_t mbits = 0;
 #pragma unroll
   for (int i = 0; i < VPT; ++i) {
     const int64_t v = static_cast<int64_t>(i) * TPR + lane;
-    if (active && v < nvec) {
-      buf[i] = wr[v];
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) amax = fmaxf(amax, finite_abs(Elem<T>::to_float(buf[i].v[j])));
-    }
+    if (active && v < nvec) buf[i] = wr[v];
   }
-  amax = row_reduce<TPR>(amax, cuda::maximum<float>{});
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int64_t v = static_cast<int64_t>(i) * TPR + lane;
+    if (active && v < nvec) mbits = pack_abs_bits_max<T>(buf[i], mbits);
+  }
+  mbits = row_max<TPR, THREADS>(mbits);
   if (!active) return;
-  if (lane == 0) check_row(amax, amax_in, row, bad);
-  if (amax_in != nullptr) amax = amax_in[row];
+  if (lane == 0) {
+    if (mbits >= AbsBits<T>::kInf) report(&bad[0], row);
+    if (amax_in != nullptr && !amax_override_ok(amax_in[row])) report(&bad[1], row);
+  }
+  const float amax = amax_in != nullptr ? amax_in[row] : AbsBits<T>::to_float(mbits);
   const float s = row_scale<T, COMPAT>(amax);
+  const float inv = 1.0f / s;
   if (lane == 0) scale[row] = s;
   Pack<int8_t, VEC>* qr = reinterpret_cast<Pack<int8_t, VEC>*>(q + row * K);
 #pragma unroll
@@ -118,7 +171,7 @@ __global__ void __launch_bounds__(256) quantize_rows_regs_kernel(
       Pack<int8_t, VEC> out;
 #pragma unroll
       for (int j = 0; j < VEC; ++j)
-        out.v[j] = quantize_elem<T, COMPAT>(Elem<T>::to_float(buf[i].v[j]), s);
+        out.v[j] = quantize_elem<T, COMPAT>(Elem<T>::to_float(buf[i].v[j]), s, inv);
       qr[v] = out;
     }
   }
@@ -131,42 +184,54 @@ __global__ void __launch_bounds__(256) quantize_rows_looped_kernel(
     float* __restrict__ scale, int64_t K, unsigned long long* bad) {
   const int64_t row = blockIdx.x;
   const T* wr = w + row * K;
-  float amax = 0.0f;
-  for (int64_t i = threadIdx.x; i < K; i += 256)
-    amax = fmaxf(amax, finite_abs(Elem<T>::to_float(wr[i])));
-  amax = row_reduce<256>(amax, cuda::maximum<float>{});
-  if (threadIdx.x == 0) check_row(amax, amax_in, row, bad);
-  if (amax_in != nullptr) amax = amax_in[row];
+  uint32_t mbits = 0;
+  for (int64_t i = threadIdx.x; i < K; i += 256) mbits = max(mbits, elem_abs_bits(wr[i]));
+  mbits = row_max<256, 256>(mbits);
+  if (threadIdx.x == 0) {
+    if (mbits >= AbsBits<T>::kInf) report(&bad[0], row);
+    if (amax_in != nullptr && !amax_override_ok(amax_in[row])) report(&bad[1], row);
+  }
+  const float amax = amax_in != nullptr ? amax_in[row] : AbsBits<T>::to_float(mbits);
   const float s = row_scale<T, COMPAT>(amax);
+  const float inv = 1.0f / s;
   if (threadIdx.x == 0) scale[row] = s;
   int8_t* qr = q + row * K;
   for (int64_t i = threadIdx.x; i < K; i += 256)
-    qr[i] = quantize_elem<T, COMPAT>(Elem<T>::to_float(wr[i]), s);
+    qr[i] = quantize_elem<T, COMPAT>(Elem<T>::to_float(wr[i]), s, inv);
 }
 
-// Row amax with NaN propagation: TPR threads per row, 16-byte loads when allowed.
+// Row amax (NaN propagates: NaN bits sort above inf): TPR threads per row.
 template <typename T, int TPR, bool VECTOR>
 __global__ void __launch_bounds__(256) row_amax_kernel(const T* __restrict__ w,
                                                        float* __restrict__ amax, int64_t rows,
                                                        int64_t K) {
-  constexpr int VEC = VECTOR ? 16 / sizeof(T) : 1;
   const int lane = threadIdx.x % TPR;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (256 / TPR) + threadIdx.x / TPR;
   const bool active = row < rows;
-  float m = 0.0f;
+  uint32_t mbits = 0;
   if (active) {
-    const Pack<T, VEC>* wr = reinterpret_cast<const Pack<T, VEC>*>(w + row * K);
-    for (int64_t v = lane; v < K / VEC; v += TPR) {
-      const Pack<T, VEC> p = wr[v];
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) m = NanMax{}(fabsf(Elem<T>::to_float(p.v[j])), m);
+    const T* wr = w + row * K;
+    if constexpr (VECTOR) {
+      constexpr int VEC = 16 / sizeof(T);
+      const Pack<T, VEC>* wv = reinterpret_cast<const Pack<T, VEC>*>(wr);
+      for (int64_t v = lane; v < K / VEC; v += TPR) mbits = pack_abs_bits_max<T>(wv[v], mbits);
+    } else {
+      for (int64_t i = lane; i < K; i += TPR) mbits = max(mbits, elem_abs_bits(wr[i]));
     }
   }
-  m = row_reduce<TPR>(m, NanMax{});
-  if (active && lane == 0) amax[row] = m;
+  mbits = row_max<TPR, 256>(mbits);
+  if (active && lane == 0) amax[row] = AbsBits<T>::to_float(mbits);
 }
 
 // ---- launchers ---------------------------------------------------------------------------
+
+template <typename T, int THREADS, int TPR, int VPT, bool COMPAT>
+void launch_regs(const T* w, const float* amax_in, int8_t* q, float* scale, int64_t rows,
+                 int64_t K, unsigned long long* bad, cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>(ceil_div(rows, THREADS / TPR));
+  quantize_rows_regs_kernel<T, THREADS, TPR, VPT, COMPAT>
+      <<<grid, THREADS, 0, stream>>>(w, amax_in, q, scale, rows, K, bad);
+}
 
 template <typename T, bool COMPAT>
 void launch_quantize_rows(const T* w, const float* amax_in, int8_t* q, float* scale, int64_t rows,
@@ -174,29 +239,33 @@ void launch_quantize_rows(const T* w, const float* amax_in, int8_t* q, float* sc
   constexpr int VEC = 16 / sizeof(T);
   const bool vector_ok = K % VEC == 0 && is_aligned(w, 16) && is_aligned(q, VEC);
   const int64_t nvec = K / VEC;
-#define INT8_MOE_QUANT_REGS(TPR, VPT)                                                     \
-  quantize_rows_regs_kernel<T, TPR, VPT, COMPAT>                                          \
-      <<<static_cast<unsigned>(ceil_div(rows, 256 / TPR)), 256, 0, stream>>>(w, amax_in, q, \
-                                                                             scale, rows, K, bad)
-  if (vector_ok && nvec <= 32 * 1) {
-    INT8_MOE_QUANT_REGS(32, 1);
-  } else if (vector_ok && nvec <= 32 * 2) {
-    INT8_MOE_QUANT_REGS(32, 2);
-  } else if (vector_ok && nvec <= 32 * 4) {
-    INT8_MOE_QUANT_REGS(32, 4);
-  } else if (vector_ok && nvec <= 256 * 1) {
-    INT8_MOE_QUANT_REGS(256, 1);
-  } else if (vector_ok && nvec <= 256 * 2) {
-    INT8_MOE_QUANT_REGS(256, 2);
-  } else if (vector_ok && nvec <= 256 * 4) {
-    INT8_MOE_QUANT_REGS(256, 4);
-  } else if (vector_ok && nvec <= 256 * 8) {
-    INT8_MOE_QUANT_REGS(256, 8);
+  // Fewest threads per row that keep <= 8 loads per thread: more bytes in flight per thread,
+  // fewer threads synchronizing per row.
+  const auto args = std::make_tuple(w, amax_in, q, scale, rows, K, bad, stream);
+  auto go = [&](auto launcher) { std::apply(launcher, args); };
+  if (!vector_ok || nvec > 1024 * 8) {
+    if (rows > 0)
+      quantize_rows_looped_kernel<T, COMPAT>
+          <<<static_cast<unsigned>(rows), 256, 0, stream>>>(w, amax_in, q, scale, K, bad);
+  } else if (nvec <= 32 * 1) {
+    go(launch_regs<T, 256, 32, 1, COMPAT>);
+  } else if (nvec <= 32 * 2) {
+    go(launch_regs<T, 256, 32, 2, COMPAT>);
+  } else if (nvec <= 32 * 4) {
+    go(launch_regs<T, 256, 32, 4, COMPAT>);
+  } else if (nvec <= 32 * 8) {
+    go(launch_regs<T, 256, 32, 8, COMPAT>);
+  } else if (nvec <= 64 * 8) {
+    go(launch_regs<T, 256, 64, 8, COMPAT>);
+  } else if (nvec <= 128 * 8) {
+    go(launch_regs<T, 256, 128, 8, COMPAT>);
+  } else if (nvec <= 256 * 8) {
+    go(launch_regs<T, 256, 256, 8, COMPAT>);
+  } else if (nvec <= 512 * 8) {
+    go(launch_regs<T, 512, 512, 8, COMPAT>);
   } else {
-    quantize_rows_looped_kernel<T, COMPAT>
-        <<<static_cast<unsigned>(rows), 256, 0, stream>>>(w, amax_in, q, scale, K, bad);
+    go(launch_regs<T, 1024, 1024, 8, COMPAT>);
   }
-#undef INT8_MOE_QUANT_REGS
 }
 
 template <typename T>
