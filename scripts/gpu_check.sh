@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# One device run: build for the local GPU, run the whole test suite (GPU tests included), run the
-# benchmarks. Logs go to $OUT (default ./out). Usage: bash scripts/gpu_check.sh [bench ...]
+# One device run: build for the local GPU, a smoke check, the whole test suite (GPU tests
+# included), then the named benchmarks. Logs go to $OUT (default ./out).
+# Usage: bash scripts/gpu_check.sh [quantize] [moe]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=${MAX_JOBS:-16}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-start=$(date +%s)
-if ! python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
-  tail -50 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+build() {
+  local start=$(date +%s)
+  rm -rf build python/int8_moe/_C*.so
+  if ! python3 setup.py build_ext --inplace > "$OUT/build$1.log" 2>&1; then
+    tail -40 "$OUT/build$1.log"; echo "BUILD FAILED"; return 1
+  fi
+  echo "build$1: $(( $(date +%s) - start )) s (CC=${CC:-} CXX=${CXX:-})"
+}
+build "" || exit 1
+if ! python3 scripts/gpu_smoke.py > "$OUT/smoke.log" 2>&1; then
+  head -5 "$OUT/smoke.log"
+  echo "smoke failed; compilers: CC=${CC:-unset} CXX=${CXX:-unset}"
+  for c in /opt/gcc/bin/g++ /usr/bin/g++ /usr/bin/c++; do [ -x $c ] && echo "$c: $($c --version | head -1)"; done
+  if [ -x /usr/bin/g++ ]; then
+    CC=/usr/bin/gcc CXX=/usr/bin/g++ build 2 || exit 1
+    python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke2.log" | tail -5
+  fi
+else
+  cat "$OUT/smoke.log"
 fi
-echo "build: $(( $(date +%s) - start )) s"
-python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke.log"
-python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs 2>&1 | tee "$OUT/pytest.log" | tail -25
+python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs -n ${PYTEST_WORKERS:-6} -p no:cacheprovider \
+  2>&1 | tee "$OUT/pytest.log" | grep -vE "^\s+File|^  " | tail -40
 for b in "$@"; do
-  python3 "benchmarks/bench_$b.py" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -30
+  python3 "benchmarks/bench_$b.py" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -28
 done

@@ -1,0 +1,172 @@
+"""int8 fused MoE vs bf16 on the GPU, decode and prefill, on real model shapes.
+
+For each shape and token count M it times (all in this run, same inputs):
+  int8 W8A16   torch.ops.int8_moe.fused_moe, CUDA-graph replays, routing alignment included
+  int8 W8A8    the same with act_quant="per_token"
+  bf16         the same layer in bf16 through torch._grouped_mm (tokens sorted by expert),
+               CUDA-graph replays
+  loop         the naive per-expert PyTorch loop in bf16 (decode sizes only; it syncs)
+Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / bf16 matmul
+rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I.
+Writes a CSV and a PNG (time against M for int8, bf16 and the floor, one panel per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import bench_ms, bf16_matmul_tflops, copy_bandwidth_gbs, device_name, graph_ms  # noqa
+
+import int8_moe  # noqa: E402
+from int8_moe.cli import random_layer, random_routing  # noqa: E402
+from int8_moe.presets import PRESETS  # noqa: E402
+
+DECODE = [1, 4, 16, 64]
+PREFILL = [1024, 4096, 16384]
+
+
+def bf16_grouped_mm_layer(w13, w2):
+    """The bf16 layer a user would run instead: sort routes by expert, two grouped GEMMs."""
+    E = w13.shape[0]
+    w13_t = w13.transpose(1, 2).contiguous()  # [E, H, 2I]
+    w2_t = w2.transpose(1, 2).contiguous()  # [E, I, H]
+    inter = w2.shape[2]
+
+    def forward(x, topk_w, topk_ids):
+        M, k = topk_ids.shape
+        flat = topk_ids.reshape(-1).long()
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=E)
+        offs = torch.cumsum(counts, 0).to(torch.int32)
+        xs = x[order // k]
+        h = torch._grouped_mm(xs, w13_t, offs=offs)
+        a = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
+        y = torch._grouped_mm(a, w2_t, offs=offs)
+        y = y * topk_w.reshape(-1)[order].unsqueeze(-1).to(y.dtype)
+        out = torch.zeros_like(x)
+        out.index_add_(0, order // k, y)
+        return out
+
+    return forward
+
+
+def loop_layer(w13, w2):
+    inter = w2.shape[2]
+
+    def forward(x, topk_w, topk_ids):
+        out = torch.zeros_like(x)
+        for e in range(w13.shape[0]):
+            tok, slot = torch.nonzero(topk_ids == e, as_tuple=True)
+            if tok.numel() == 0:
+                continue
+            h = x[tok] @ w13[e].T
+            a = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
+            out.index_add_(0, tok, (a @ w2[e].T) * topk_w[tok, slot, None].to(x.dtype))
+        return out
+
+    return forward
+
+
+def timed(fn, graph: bool) -> float:
+    first = bench_ms(fn, warmup=1, reps=1)
+    reps = int(max(5, min(100, 600 / max(first, 1e-3))))
+    return graph_ms(fn, reps=reps) if graph else bench_ms(fn, warmup=2, reps=reps)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--csv", default="bench_moe.csv")
+    parser.add_argument("--png", default=None)
+    parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
+    parser.add_argument("--tokens", default=",".join(map(str, DECODE + PREFILL)))
+    args = parser.parse_args()
+    copy_gbs = copy_bandwidth_gbs()
+    bf16_tflops = bf16_matmul_tflops()
+    token_counts = [int(t) for t in args.tokens.split(",")]
+    rows = []
+    for name in args.models.split(","):
+        shape = PRESETS[name]
+        w13, w2, _, _ = random_layer(shape, torch.bfloat16, "cuda")
+        layer = int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone())
+        layer8 = int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone(), act_quant="per_token")
+        bf16 = bf16_grouped_mm_layer(w13, w2)
+        loop = loop_layer(w13, w2)
+        per_expert_bytes = 3 * shape.hidden * shape.inter  # int8: 2I*H + H*I
+        for M in token_counts:
+            x = torch.randn(M, shape.hidden, dtype=torch.bfloat16, device="cuda")
+            tw, ids = random_routing(M, shape, "cuda", seed=M)
+            touched = int(torch.unique(ids).numel())
+            flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
+            floor_ms = max(touched * per_expert_bytes / copy_gbs / 1e6,
+                           flops / bf16_tflops / 1e9)
+            t8 = timed(lambda: layer(x, tw, ids), graph=True)
+            t88 = timed(lambda: layer8(x, tw, ids), graph=True)
+            tb = timed(lambda: bf16(x, tw, ids), graph=True)
+            tl = timed(lambda: loop(x, tw, ids), graph=False) if M <= 64 else float("nan")
+            err = ((layer(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
+                   / bf16(x, tw, ids).float().norm()).item()
+            err8 = ((layer8(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
+                    / bf16(x, tw, ids).float().norm()).item()
+            rows.append(dict(model=name, M=M, int8_ms=t8, w8a8_ms=t88, bf16_ms=tb, loop_ms=tl,
+                             floor_ms=floor_ms, pct_floor=100 * floor_ms / t8,
+                             vs_bf16=tb / t8, w8a8_vs_bf16=tb / t88,
+                             tflops=flops / t8 / 1e9, gbs=touched * per_expert_bytes / t8 / 1e6,
+                             err_vs_bf16=err, err_w8a8_vs_bf16=err8))
+            print(f"{name} M={M}: int8 {t8:.4f} ms, w8a8 {t88:.4f}, bf16 {tb:.4f}, "
+                  f"floor {floor_ms:.4f}", flush=True)
+        del w13, w2, layer, layer8
+        torch.cuda.empty_cache()
+
+    print(f"\n{device_name()}: copy {copy_gbs:.0f} GB/s (read+write), bf16 matmul "
+          f"{bf16_tflops:.0f} TFLOP/s")
+    cols = ["model", "M", "int8_ms", "w8a8_ms", "bf16_ms", "loop_ms", "floor_ms", "pct_floor",
+            "vs_bf16", "w8a8_vs_bf16", "tflops", "gbs", "err_vs_bf16", "err_w8a8_vs_bf16"]
+    print("| shape | M | int8 ms | W8A8 ms | bf16 ms | loop ms | floor ms | % of floor | "
+          "bf16/int8 | bf16/W8A8 | TFLOP/s | GB/s | err vs bf16 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['M']} | {r['int8_ms']:.4f} | {r['w8a8_ms']:.4f} | "
+              f"{r['bf16_ms']:.4f} | {r['loop_ms']:.3f} | {r['floor_ms']:.4f} | "
+              f"{r['pct_floor']:.1f}% | {r['vs_bf16']:.2f}x | {r['w8a8_vs_bf16']:.2f}x | "
+              f"{r['tflops']:.1f} | {r['gbs']:.0f} | {r['err_vs_bf16']:.1e} |")
+    with open(args.csv, "w") as f:
+        f.write(",".join(cols) + "\n")
+        for r in rows:
+            f.write(",".join(str(r[c]) for c in cols) + "\n")
+    png = args.png or os.path.splitext(args.csv)[0] + ".png"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no PNG")
+        return
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rs = [r for r in rows if r["model"] == model]
+        ms = [r["M"] for r in rs]
+        for key, label in (("int8_ms", "int8 W8A16"), ("w8a8_ms", "int8 W8A8"),
+                           ("bf16_ms", "bf16 grouped_mm"), ("floor_ms", "floor")):
+            ax.plot(ms, [r[key] for r in rs], marker="o", label=label,
+                    linestyle="--" if key == "floor_ms" else "-")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens M")
+        ax.set_ylabel("ms")
+        ax.set_title(f"{model} ({device_name()})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main()

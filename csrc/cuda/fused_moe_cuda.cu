@@ -1,0 +1,214 @@
+// CUDA binding of fused_moe: checks, workspace allocation (the caching allocator, so the
+// forward is graph-capturable), and the launch sequence on the current stream:
+//   align (routes grouped by expert on the device) -> [W8A8: quantize x] -> GEMM1 + activation
+//   -> [W8A8: quantize the intermediate] -> GEMM2 * router weight -> fixed-order top-k sum.
+// No host sync anywhere.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/all.h>
+
+#include "../common/moe_args.h"
+#include "dispatch.cuh"
+#include "moe_epilogue_kernels.cuh"
+#include "moe_gemm_simt.cuh"
+#include "moe_gemm_wmma.cuh"
+#include "moe_routing.cuh"
+
+namespace int8_moe {
+namespace {
+
+struct Routing {
+  at::Tensor sorted_routes;  // [max_blocks * BM] int32
+  at::Tensor block_expert;   // [max_blocks] int32
+  int64_t max_blocks;
+};
+
+Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>& expert_map,
+                     const MoeProblem& p, int BM, cudaStream_t stream) {
+  const int64_t n_routes = p.M * p.topk;
+  Routing r;
+  r.max_blocks = moe_max_blocks(n_routes, p.E, BM);
+  const auto opts = topk_ids.options().dtype(at::kInt);
+  r.sorted_routes = at::empty({r.max_blocks * BM}, opts);
+  r.block_expert = at::empty({r.max_blocks}, opts);
+  const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
+  const size_t smem = (2 * p.E + 1) * sizeof(int);
+  TORCH_CHECK(smem <= 48 * 1024, "int8_moe::fused_moe: too many local experts (", p.E, ")");
+  auto launch = [&](auto* ids) {
+    moe_align_kernel<<<1, 1024, smem, stream>>>(ids, n_routes, map, p.E_global,
+                                                static_cast<int>(p.E), BM,
+                                                r.sorted_routes.mutable_data_ptr<int32_t>(),
+                                                r.block_expert.mutable_data_ptr<int32_t>(),
+                                                r.max_blocks);
+  };
+  if (topk_ids.scalar_type() == at::kInt)
+    launch(topk_ids.const_data_ptr<int32_t>());
+  else
+    launch(topk_ids.const_data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return r;
+}
+
+template <typename T>
+void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
+                       const int32_t* valid, at::Tensor& q, at::Tensor& scale,
+                       cudaStream_t stream) {
+  if (rows == 0) return;
+  quantize_act_rows_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
+      static_cast<const T*>(a), K, mul, valid, q.mutable_data_ptr<int8_t>(),
+      scale.mutable_data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename AT, typename BiasT, bool GATED, bool INT8>
+void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  moe_gemm_simt_kernel<AT, BiasT, GATED, INT8><<<grid, kSimtThreads, 0, stream>>>(g);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T>
+void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+                    const at::Tensor& w13_scale, const at::Tensor& w2_scale,
+                    const at::Tensor& topk_weights, const at::Tensor& topk_ids,
+                    const std::optional<at::Tensor>& w13_bias,
+                    const std::optional<at::Tensor>& w2_bias,
+                    const std::optional<at::Tensor>& expert_map, const MoeProblem& p,
+                    at::Tensor& out, cudaStream_t stream) {
+  const int64_t n_routes = p.M * p.topk;
+  const bool tensor_cores = !p.per_token && !std::is_same_v<T, float> &&
+                            wmma_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(), w2.data_ptr());
+  const int BM = tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM;
+  const Routing r = align_routes(topk_ids, expert_map, p, BM, stream);
+  const int64_t capacity = r.max_blocks * BM;
+  const auto f32 = x.options().dtype(at::kFloat);
+  const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
+
+  MoeGemmArgs g1{};
+  g1.topk = p.topk;
+  g1.topk_weights = topk_weights.const_data_ptr<float>();
+  g1.sorted_routes = r.sorted_routes.const_data_ptr<int32_t>();
+  g1.block_expert = r.block_expert.const_data_ptr<int32_t>();
+  g1.act = p.act;
+  g1.alpha = p.swiglu_alpha;
+  g1.limit = p.swiglu_limit;
+  MoeGemmArgs g2 = g1;
+
+  g1.a = x.const_data_ptr();
+  g1.a_rows_are_tokens = true;
+  g1.weight_on_a = p.weight_on_input;
+  g1.w = w13.const_data_ptr<int8_t>();
+  g1.w_scale = w13_scale.const_data_ptr<float>();
+  g1.bias = w13_bias.has_value() ? w13_bias->const_data_ptr() : nullptr;
+  g1.N = 2 * p.I;
+  g1.K = p.H;
+
+  g2.a_rows_are_tokens = false;
+  g2.weight_on_out = !p.weight_on_input;
+  g2.w = w2.const_data_ptr<int8_t>();
+  g2.w_scale = w2_scale.const_data_ptr<float>();
+  g2.bias = w2_bias.has_value() ? w2_bias->const_data_ptr() : nullptr;
+  g2.N = p.H;
+  g2.K = p.I;
+
+  at::Tensor route_out = at::empty({n_routes, p.H}, f32);
+  g2.out = route_out.mutable_data_ptr<float>();
+
+  if (tensor_cores) {
+    at::Tensor inter = at::empty({capacity, p.I}, x.options());
+    g1.out = inter.mutable_data_ptr();
+    g2.a = inter.const_data_ptr();
+    launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
+    launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
+  } else if (p.per_token) {
+    at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));
+    at::Tensor xs = at::empty({p.M}, f32);
+    // apply_router_weight_on_input needs k == 1, so route == token and the weight row applies.
+    quantize_act_rows<T>(x.const_data_ptr(), p.M, p.H,
+                         p.weight_on_input ? topk_weights.const_data_ptr<float>() : nullptr,
+                         nullptr, xq, xs, stream);
+    at::Tensor inter = at::empty({capacity, p.I}, f32);
+    at::Tensor iq = at::empty({capacity, p.I}, x.options().dtype(at::kChar));
+    at::Tensor is = at::empty({capacity}, f32);
+    g1.a = xq.const_data_ptr();
+    g1.a_scale = xs.const_data_ptr<float>();
+    g1.weight_on_a = false;
+    g1.out = inter.mutable_data_ptr<float>();
+    launch_simt<int8_t, T, true, true>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
+    quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
+                             r.sorted_routes.const_data_ptr<int32_t>(), iq, is, stream);
+    g2.a = iq.const_data_ptr();
+    g2.a_scale = is.const_data_ptr<float>();
+    launch_simt<int8_t, T, false, true>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
+  } else {
+    at::Tensor inter = at::empty({capacity, p.I}, f32);
+    g1.out = inter.mutable_data_ptr<float>();
+    g2.a = inter.const_data_ptr();
+    launch_simt<T, T, true, false>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
+    launch_simt<float, T, false, false>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
+  }
+
+  const int64_t total = p.M * p.H;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(total, 256), 65536));
+  auto sum = [&](auto* ids) {
+    moe_topk_sum_kernel<<<grid, 256, 0, stream>>>(
+        route_out.const_data_ptr<float>(), ids, map, p.E_global, p.E, p.M, p.topk, p.H,
+        reinterpret_cast<T*>(out.mutable_data_ptr()));
+  };
+  if (topk_ids.scalar_type() == at::kInt)
+    sum(topk_ids.const_data_ptr<int32_t>());
+  else
+    sum(topk_ids.const_data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void fused_moe_out_cuda(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+                        const at::Tensor& w13_scale, const at::Tensor& w2_scale,
+                        const at::Tensor& topk_weights, const at::Tensor& topk_ids,
+                        const std::optional<at::Tensor>& w13_bias,
+                        const std::optional<at::Tensor>& w2_bias,
+                        const std::optional<at::Tensor>& expert_map, const std::string& activation,
+                        bool apply_router_weight_on_input, const std::string& act_quant,
+                        double swiglu_alpha, double swiglu_limit, at::Tensor& out) {
+  const MoeProblem p = check_fused_moe_args(x, w13, w2, w13_scale, w2_scale, topk_weights,
+                                            topk_ids, w13_bias, w2_bias, expert_map, activation,
+                                            apply_router_weight_on_input, act_quant, swiglu_alpha,
+                                            swiglu_limit);
+  check_fused_moe_out(out, x);
+  if (p.M == 0 || p.H == 0) return;
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (p.E == 0 || p.I == 0) {
+    out.zero_();
+    return;
+  }
+  INT8_MOE_DISPATCH_FLOAT(x.scalar_type(), "int8_moe::fused_moe", T, [&] {
+    fused_moe_impl<T>(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias, w2_bias,
+                      expert_map, p, out, stream);
+  });
+}
+
+at::Tensor fused_moe_cuda(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+                          const at::Tensor& w13_scale, const at::Tensor& w2_scale,
+                          const at::Tensor& topk_weights, const at::Tensor& topk_ids,
+                          const std::optional<at::Tensor>& w13_bias,
+                          const std::optional<at::Tensor>& w2_bias,
+                          const std::optional<at::Tensor>& expert_map,
+                          const std::string& activation, bool apply_router_weight_on_input,
+                          const std::string& act_quant, double swiglu_alpha,
+                          double swiglu_limit) {
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  fused_moe_out_cuda(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias, w2_bias,
+                     expert_map, activation, apply_router_weight_on_input, act_quant,
+                     swiglu_alpha, swiglu_limit, out);
+  return out;
+}
+
+}  // namespace
+}  // namespace int8_moe
+
+TORCH_LIBRARY_IMPL(int8_moe, CUDA, m) {
+  m.impl("fused_moe", &int8_moe::fused_moe_cuda);
+  m.impl("fused_moe.out", &int8_moe::fused_moe_out_cuda);
+}

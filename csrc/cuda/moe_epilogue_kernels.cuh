@@ -1,0 +1,59 @@
+// Small kernels around the expert GEMMs: per-row int8 quantization of activations (W8A8) and
+// the fixed-order top-k sum that makes the output deterministic.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "../common/moe_math.h"
+#include "cuda_types.cuh"
+#include "moe_routing.cuh"
+
+namespace int8_moe {
+
+// q[r] = round_half_away(a[r] * mul[r] / s[r]), s[r] = max(amax, 1e-10) / 127; one block per
+// row. Rows with valid[r] < 0 (padding) are skipped. mul and valid may be null.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    quantize_act_rows_kernel(const T* __restrict__ a, int64_t K, const float* __restrict__ mul,
+                             const int32_t* __restrict__ valid, int8_t* __restrict__ q,
+                             float* __restrict__ scale) {
+  const int64_t r = blockIdx.x;
+  if (valid != nullptr && valid[r] < 0) return;
+  const T* ar = a + r * K;
+  const float m = mul ? mul[r] : 1.0f;
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < K; i += 256)
+    amax = fmaxf(amax, fabsf(Elem<T>::to_float(ar[i]) * m));
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  __shared__ float warp_max[8];
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 8; ++i) amax = fmaxf(amax, warp_max[i]);
+  const float s = activation_scale_from_amax(amax);
+  if (threadIdx.x == 0) scale[r] = s;
+  for (int64_t i = threadIdx.x; i < K; i += 256)
+    q[r * K + i] = quantize_activation_value(Elem<T>::to_float(ar[i]) * m, s);
+}
+
+// out[t, h] = sum over slots j (in order) of route_out[t * k + j, h], skipping routes whose
+// expert is not on this rank; cast to T. Grid-stride over M * H.
+template <typename T, typename IdT>
+__global__ void __launch_bounds__(256)
+    moe_topk_sum_kernel(const float* __restrict__ route_out, const IdT* __restrict__ ids,
+                        const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
+                        int64_t topk, int64_t H, T* __restrict__ out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * H;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / H, h = i % H;
+    float s = 0.0f;
+    for (int64_t j = 0; j < topk; ++j) {
+      if (resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0)
+        s += route_out[(t * topk + j) * H + h];
+    }
+    out[i] = Elem<T>::from_float(s);
+  }
+}
+
+}  // namespace int8_moe

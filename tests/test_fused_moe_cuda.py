@@ -1,0 +1,144 @@
+"""CUDA fused_moe: every SPEC shape and tensor-parallel split, the decode and prefill token
+counts, both kernel paths, CUDA-graph capture, determinism."""
+
+import pytest
+import torch
+from moe_cases import make_case
+from numerics import assert_moe_close
+
+import int8_moe.reference as ref
+from int8_moe import ops
+from int8_moe.presets import PRESETS, TP_SPLITS
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+MODEL_SHAPES = [p for p in PRESETS.values() if p.name not in ("tiny", "small")]
+
+
+def check(case, dtype=torch.bfloat16, act_quant="none", **kw):
+    out = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant, **kw)
+    r = ref.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant, **kw)
+    assert_moe_close(out, r, dtype, act_quant)
+    return out
+
+
+@pytest.mark.parametrize("shape", MODEL_SHAPES, ids=lambda s: s.name)
+@pytest.mark.parametrize("M", [1, 7, 64, 300])
+def test_model_shapes(shape, M):
+    # Fewer experts than the model (memory); H, I, k and the activation are the model's.
+    E = min(shape.experts, 16)
+    case = make_case(M, shape.hidden, shape.inter, E, min(shape.topk, E), device="cuda",
+                     bias=shape.bias, seed=M)
+    check(case, activation=shape.activation)
+
+
+@pytest.mark.parametrize("inter", TP_SPLITS)
+@pytest.mark.parametrize("M", [2, 16])
+def test_tensor_parallel_splits(inter, M):
+    case = make_case(M, 2048, inter, 8, 4, device="cuda", seed=inter)
+    check(case)
+
+
+@pytest.mark.parametrize("M", [1, 2, 7, 16, 64, 256, 1024, 4096])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_token_counts(M, dtype):
+    case = make_case(M, 512, 352, 16, 4, dtype=dtype, device="cuda", seed=M)
+    check(case, dtype)
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "gelu_tanh", "swigluoai"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("M", [5, 200])
+def test_activations_on_tensor_cores(activation, bias, M):
+    case = make_case(M, 256, 176, 8, 2, device="cuda", bias=bias, seed=3)
+    check(case, activation=activation)
+
+
+@pytest.mark.parametrize("M", [1, 100])
+def test_per_token_and_fp32_paths(M):
+    case = make_case(M, 256, 176, 8, 2, device="cuda", seed=4)
+    check(case, act_quant="per_token")
+    case32 = make_case(M, 256, 176, 8, 2, dtype=torch.float32, device="cuda", seed=4)
+    check(case32, torch.float32)
+
+
+def test_unaligned_view_falls_back():
+    case = make_case(33, 256, 176, 8, 2, device="cuda", seed=5)
+    x = torch.empty(33 * 256 + 1, dtype=torch.bfloat16, device="cuda")[1:].view(33, 256)
+    x.copy_(case.x)
+    case.x = x
+    check(case)
+
+
+def test_hostile_ids_and_expert_map():
+    case = make_case(300, 256, 176, 8, 4, device="cuda", seed=6)
+    ids = case.topk_ids.clone()
+    ids[::5, 0] = -7
+    ids[1::5, 1] = 8
+    ids[2::5, 2] = 2**31 - 1
+    case.topk_ids = ids
+    check(case)
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    case.topk_ids = torch.randint(-2, 14, (300, 4), dtype=torch.int32, device="cuda")
+    check(case, expert_map=emap)
+
+
+def test_int64_ids_and_weight_on_input():
+    case = make_case(64, 256, 176, 8, 1, device="cuda", seed=7, id_dtype=torch.int64)
+    check(case, apply_router_weight_on_input=True)
+
+
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_cuda_graph_capture_and_replay(act_quant):
+    case = make_case(48, 256, 176, 8, 4, device="cuda", seed=8)
+    static = [t.clone() for t in (case.x, case.topk_weights, case.topk_ids)]
+    kw = dict(act_quant=act_quant)
+
+    def run():
+        return ops.fused_moe(static[0], case.w13, case.w2, case.w13_scale, case.w2_scale,
+                             static[1], static[2], **kw)
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        run()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = run()
+    for seed in range(3):  # new inputs, same buffers
+        fresh = make_case(48, 256, 176, 8, 4, device="cuda", seed=100 + seed)
+        static[0].copy_(fresh.x)
+        static[1].copy_(fresh.topk_weights)
+        static[2].copy_(fresh.topk_ids)
+        g.replay()
+        expected = ops.fused_moe(static[0], case.w13, case.w2, case.w13_scale, case.w2_scale,
+                                 static[1], static[2], **kw)
+        assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("M", [3, 500])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_bitwise_deterministic(M, act_quant):
+    case = make_case(M, 512, 352, 16, 4, device="cuda", seed=9)
+    first = ops.fused_moe(*case.args(), act_quant=act_quant)
+    for _ in range(5):
+        assert torch.equal(first, ops.fused_moe(*case.args(), act_quant=act_quant))
+
+
+def test_matches_cpu_implementation():
+    case = make_case(40, 256, 176, 8, 2, device="cuda", bias=True, seed=10)
+    cpu_args = [t.cpu() for t in case.args()]
+    cpu_bias = {k: v.cpu() for k, v in case.bias_kwargs().items()}
+    gpu = ops.fused_moe(*case.args(), **case.bias_kwargs(), activation="gelu")
+    cpu = ops.fused_moe(*cpu_args, **cpu_bias, activation="gelu")
+    assert_moe_close(gpu.cpu(), cpu.float(), torch.bfloat16)
+
+
+def test_respects_current_device_stream():
+    case = make_case(16, 256, 176, 8, 2, device="cuda", seed=11)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = ops.fused_moe(*case.args())
+    s.synchronize()
+    assert torch.equal(out, ops.fused_moe(*case.args()))
