@@ -41,7 +41,8 @@ def bf16_grouped_mm_layer(w13, w2):
         M, k = topk_ids.shape
         flat = topk_ids.reshape(-1).long()
         order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=E)
+        counts = torch.zeros(E, dtype=torch.long, device=x.device).index_add_(
+            0, flat, torch.ones_like(flat))  # bincount(minlength) would sync: not capturable
         offs = torch.cumsum(counts, 0).to(torch.int32)
         xs = x[order // k]
         h = torch._grouped_mm(xs, w13_t, offs=offs)

@@ -16,18 +16,11 @@ build() {
   fi
   echo "build$1: $(( $(date +%s) - start )) s (CC=${CC:-} CXX=${CXX:-})"
 }
+# The device image points CC/CXX at a g++ wrapper (/opt/gcc) whose builds crash while unwinding
+# any C++ exception (TORCH_CHECK) thrown from this library; the plain system g++ works.
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 build "" || exit 1
-if ! python3 scripts/gpu_smoke.py > "$OUT/smoke.log" 2>&1; then
-  head -5 "$OUT/smoke.log"
-  echo "smoke failed; compilers: CC=${CC:-unset} CXX=${CXX:-unset}"
-  for c in /opt/gcc/bin/g++ /usr/bin/g++ /usr/bin/c++; do [ -x $c ] && echo "$c: $($c --version | head -1)"; done
-  if [ -x /usr/bin/g++ ]; then
-    CC=/usr/bin/gcc CXX=/usr/bin/g++ build 2 || exit 1
-    python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke2.log" | tail -5
-  fi
-else
-  cat "$OUT/smoke.log"
-fi
+python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke.log" | tail -4 || exit 1
 python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs -n ${PYTEST_WORKERS:-6} -p no:cacheprovider \
   2>&1 | tee "$OUT/pytest.log" | grep -vE "^\s+File|^  " | tail -40
 for b in "$@"; do

@@ -97,6 +97,17 @@ __device__ __forceinline__ void report(unsigned long long* slot, int64_t row) {
   atomicMin(slot, static_cast<unsigned long long>(row));
 }
 
+template <int N>
+__device__ __forceinline__ void store_streaming(Pack<int8_t, N>* dst, const Pack<int8_t, N>& v) {
+  if constexpr (N == 8) {
+    __stcs(reinterpret_cast<uint2*>(dst), *reinterpret_cast<const uint2*>(&v));
+  } else if constexpr (N == 4) {
+    __stcs(reinterpret_cast<unsigned int*>(dst), *reinterpret_cast<const unsigned int*>(&v));
+  } else {
+    *dst = v;
+  }
+}
+
 template <typename T, bool COMPAT>
 __device__ __forceinline__ float row_scale(float amax) {
   if constexpr (COMPAT) {
@@ -146,7 +157,9 @@ __global__ void __launch_bounds__(THREADS) quantize_rows_regs_kernel(
 #pragma unroll
   for (int i = 0; i < VPT; ++i) {
     const int64_t v = static_cast<int64_t>(i) * TPR + lane;
-    if (active && v < nvec) buf[i] = wr[v];
+    // Streaming loads: every byte is used once, so keep it out of the caches' way.
+    if (active && v < nvec)
+      *reinterpret_cast<uint4*>(&buf[i]) = __ldcs(reinterpret_cast<const uint4*>(&wr[v]));
   }
 #pragma unroll
   for (int i = 0; i < VPT; ++i) {
@@ -172,7 +185,7 @@ __global__ void __launch_bounds__(THREADS) quantize_rows_regs_kernel(
 #pragma unroll
       for (int j = 0; j < VEC; ++j)
         out.v[j] = quantize_elem<T, COMPAT>(Elem<T>::to_float(buf[i].v[j]), s, inv);
-      qr[v] = out;
+      store_streaming(&qr[v], out);
     }
   }
 }
