@@ -70,8 +70,9 @@ def test_unaligned_view_falls_back():
     check(case)
 
 
-def test_hostile_ids_and_expert_map():
-    case = make_case(300, 256, 176, 8, 4, device="cuda", seed=6)
+@pytest.mark.parametrize("M", [3, 300])  # decode and tiled kernels
+def test_hostile_ids_and_expert_map(M):
+    case = make_case(M, 256, 176, 8, 4, device="cuda", seed=6)
     ids = case.topk_ids.clone()
     ids[::5, 0] = -7
     ids[1::5, 1] = 8
@@ -79,13 +80,15 @@ def test_hostile_ids_and_expert_map():
     case.topk_ids = ids
     check(case)
     emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
-    case.topk_ids = torch.randint(-2, 14, (300, 4), dtype=torch.int32, device="cuda")
+    case.topk_ids = torch.randint(-2, 14, (M, 4), dtype=torch.int32, device="cuda")
     check(case, expert_map=emap)
 
 
-def test_int64_ids_and_weight_on_input():
-    case = make_case(64, 256, 176, 8, 1, device="cuda", seed=7, id_dtype=torch.int64)
-    check(case, apply_router_weight_on_input=True)
+@pytest.mark.parametrize("M", [64, 1000])  # decode and tiled kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_int64_ids_and_weight_on_input(M, dtype):
+    case = make_case(M, 256, 176, 8, 1, dtype=dtype, device="cuda", seed=7, id_dtype=torch.int64)
+    check(case, dtype, apply_router_weight_on_input=True)
 
 
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])

@@ -11,6 +11,7 @@
 #include "../common/moe_args.h"
 #include "dispatch.cuh"
 #include "moe_epilogue_kernels.cuh"
+#include "moe_gemm_decode.cuh"
 #include "moe_gemm_simt.cuh"
 #include "moe_gemm_wmma.cuh"
 #include "moe_routing.cuh"
@@ -79,7 +80,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int64_t n_routes = p.M * p.topk;
   const bool tensor_cores = !p.per_token && !std::is_same_v<T, float> &&
                             wmma_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(), w2.data_ptr());
-  const int BM = tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM;
+  // Few tokens per expert (decode): the weight-streaming kernel; more: the tiled MMA kernel.
+  const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
+  const bool decode = tensor_cores && per_expert <= 16;
+  const int BM = decode ? (per_expert <= 8 ? 8 : 16)
+                        : (tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -119,8 +124,16 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     at::Tensor inter = at::empty({capacity, p.I}, x.options());
     g1.out = inter.mutable_data_ptr();
     g2.a = inter.const_data_ptr();
-    launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
-    launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
+    if (decode) {
+      launch_decode_gemm<T, true>(g1, r.max_blocks, BM, stream);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_decode_gemm<T, false>(g2, r.max_blocks, BM, stream);
+    } else {
+      launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else if (p.per_token) {
     at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));
     at::Tensor xs = at::empty({p.M}, f32);

@@ -40,3 +40,12 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t>(
     const float*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
     __nv_bfloat16*);
 }  // namespace int8_moe
+
+#include "cuda/moe_gemm_decode.cuh"
+
+namespace int8_moe {
+template void launch_decode_gemm<__nv_bfloat16, true>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+template void launch_decode_gemm<__nv_bfloat16, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+template void launch_decode_gemm<__half, true>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+template void launch_decode_gemm<__half, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+}  // namespace int8_moe

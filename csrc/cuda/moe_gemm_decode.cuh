@@ -1,0 +1,203 @@
+// Grouped expert GEMMs for few tokens per expert (decode): bound by streaming the int8 weights.
+//
+// "Swap AB": the weights are the 16-row A operand of mma.m16n8k16 and the (<= 8 per n-tile)
+// tokens the B operand, so no MMA row is wasted on padding. Each thread loads 16 contiguous int8
+// of two weight rows per 64-wide K chunk and widens them in registers; the K order inside a
+// chunk is permuted identically for A and B (thread q of a quad owns bytes q*16 .. q*16+15, and
+// k16 step b takes bytes b*4 .. b*4+3 of each), which keeps every load 16 bytes wide and needs
+// no shared memory. The 4 warps of a CTA split K round-robin and combine their partial sums in
+// a fixed order (deterministic).
+//
+// GEMM1 tile: 8 intermediate columns; MMA rows 0..7 are their gate rows and 8..15 their up
+// rows, so each thread holds gate and up of the same (column, token) and applies act() in
+// registers. GEMM2 tile: 16 output rows.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "moe_gemm_simt.cuh"
+
+namespace int8_moe {
+
+constexpr int kDecodeThreads = 128;
+constexpr int kDecodeWarps = kDecodeThreads / 32;
+constexpr int kDecodeBK = 64;
+
+// Two int8 (bytes 2i, 2i+1 of w) widened to a packed pair of T (exact).
+template <typename T>
+__device__ __forceinline__ uint32_t widen_pair(uint32_t w, int i);
+
+template <>
+__device__ __forceinline__ uint32_t widen_pair<__nv_bfloat16>(uint32_t w, int i) {
+  // 0x4B000000 | u8 is the float 2^23 + u8; the sign flip maps int8 to u8 = q + 128.
+  const uint32_t u = w ^ 0x80808080u;
+  const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7650 | (2 * i))) - 8388736.0f;
+  const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7650 | (2 * i + 1))) - 8388736.0f;
+  const __nv_bfloat162 p = __floats2bfloat162_rn(f0, f1);
+  return *reinterpret_cast<const uint32_t*>(&p);
+}
+
+template <>
+__device__ __forceinline__ uint32_t widen_pair<__half>(uint32_t w, int i) {
+  // 0x6400 | u8 is the half 1024 + u8: two of them in one register, minus 1152 = 1024 + 128.
+  const uint32_t u = w ^ 0x80808080u;
+  const uint32_t sel = i == 0 ? 0x4140 : 0x4342;  // bytes (0, 1) or (2, 3), each under 0x64
+  const uint32_t h2 = __byte_perm(u, 0x64646464u, sel);
+  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&h2), __half2half2(__ushort_as_half(0x6480)));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+template <typename T, int NT, bool GATED>
+__global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemmArgs g) {
+  constexpr int BM = 8 * NT;
+  const int e = g.block_expert[blockIdx.x];
+  if (e < 0) return;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int grp = lane / 4, q = lane % 4;
+  const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int64_t inter = g.N / 2;
+
+  // The two weight rows of this thread (MMA rows grp and grp + 8), -1 beyond N.
+  int64_t row[2];
+  if constexpr (GATED) {
+    const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;
+    row[0] = j < inter ? gate_row(g.act, j, inter) : -1;
+    row[1] = j < inter ? up_row(g.act, j, inter) : -1;
+  } else {
+    const int64_t n = static_cast<int64_t>(blockIdx.y) * 16 + grp;
+    row[0] = n < g.N ? n : -1;
+    row[1] = n + 8 < g.N ? n + 8 : -1;
+  }
+  const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
+  // B operand: token (column) grp of each n-tile.
+  const T* A = static_cast<const T*>(g.a);
+  const T* brow[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int64_t p = pos0 + t * 8 + grp;
+    const int32_t route = g.sorted_routes[p];
+    brow[t] = route < 0 ? nullptr : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K;
+  }
+
+  float acc[NT][4] = {};
+  const int64_t chunks = (g.K + kDecodeBK - 1) / kDecodeBK;
+  // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none).
+  auto load_w = [&](int64_t c, uint4& w0, uint4& w1) {
+    const int64_t k = c * kDecodeBK + q * 16;
+    w0 = w1 = make_uint4(0, 0, 0, 0);
+    if (c < chunks && k < g.K) {
+      if (row[0] >= 0) w0 = __ldcs(reinterpret_cast<const uint4*>(W + row[0] * g.K + k));
+      if (row[1] >= 0) w1 = __ldcs(reinterpret_cast<const uint4*>(W + row[1] * g.K + k));
+    }
+  };
+  uint4 next0, next1;
+  load_w(warp, next0, next1);
+  for (int64_t c = warp; c < chunks; c += kDecodeWarps) {
+    const uint4 w0 = next0, w1 = next1;
+    load_w(c + kDecodeWarps, next0, next1);  // one chunk ahead, in flight during the MMAs
+    const int64_t k = c * kDecodeBK + q * 16;
+    const bool k_ok = k < g.K;
+    uint2 xb[NT][4];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        xb[t][b] = make_uint2(0, 0);
+        if (k_ok && brow[t] != nullptr) xb[t][b] = __ldg(reinterpret_cast<const uint2*>(brow[t] + k + b * 4));
+      }
+    }
+    const uint32_t r0w[4] = {w0.x, w0.y, w0.z, w0.w}, r1w[4] = {w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
+      // pairs (2,3) -> logical k (2q+8, 2q+9).
+      const uint32_t a[4] = {widen_pair<T>(r0w[b], 0), widen_pair<T>(r1w[b], 0),
+                             widen_pair<T>(r0w[b], 1), widen_pair<T>(r1w[b], 1)};
+#pragma unroll
+      for (int t = 0; t < NT; ++t) mma_16816<T>(acc[t], a, xb[t][b].x, xb[t][b].y);
+    }
+  }
+
+  // Fixed-order sum of the 4 warps' partials.
+  __shared__ float part[kDecodeWarps][NT][4][32];
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) part[warp][t][i][lane] = acc[t][i];
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float s = part[0][t][i][lane];
+#pragma unroll
+      for (int w = 1; w < kDecodeWarps; ++w) s += part[w][t][i][lane];
+      acc[t][i] = s;
+    }
+
+  const T* bias = static_cast<const T*>(g.bias);
+  const int64_t base = static_cast<int64_t>(e) * g.N;
+  float s[2], bv[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
+    bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
+      const int r = t * 8 + 2 * q + i;
+      const int32_t route = g.sorted_routes[pos0 + r];
+      if (route < 0) continue;
+      // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here.
+      const float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+      const float v0 = acc[t][i] * in_mul * s[0] + bv[0];
+      const float v1 = acc[t][2 + i] * in_mul * s[1] + bv[1];
+      if constexpr (GATED) {
+        if (row[0] < 0) continue;
+        const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;
+        static_cast<T*>(g.out)[(pos0 + r) * inter + j] =
+            Elem<T>::from_float(gated_activation(g.act, v0, v1, g.alpha, g.limit));
+      } else {
+        const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
+        float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
+        if (row[0] >= 0) out[row[0]] = v0 * w;
+        if (row[1] >= 0) out[row[1]] = v1 * w;
+      }
+    }
+  }
+}
+
+template <typename T, bool GATED>
+void launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaStream_t stream) {
+  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
+  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  if (BM == 8)
+    moe_gemm_decode_kernel<T, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+  else
+    moe_gemm_decode_kernel<T, 2, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+}
+
+}  // namespace int8_moe
