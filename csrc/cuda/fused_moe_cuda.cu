@@ -121,19 +121,21 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.out = route_out.mutable_data_ptr<float>();
 
   if (tensor_cores) {
-    at::Tensor inter = at::empty({capacity, p.I}, x.options());
-    g1.out = inter.mutable_data_ptr();
-    g2.a = inter.const_data_ptr();
-    if (decode) {
-      launch_decode_gemm<T, true>(g1, r.max_blocks, BM, stream);
+    if constexpr (!std::is_same_v<T, float>) {  // tensor_cores is false for fp32 activations
+      at::Tensor inter = at::empty({capacity, p.I}, x.options());
+      g1.out = inter.mutable_data_ptr();
+      g2.a = inter.const_data_ptr();
+      if (decode) {
+        launch_decode_gemm<T, true>(g1, r.max_blocks, BM, stream);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_decode_gemm<T, false>(g2, r.max_blocks, BM, stream);
+      } else {
+        launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
+      }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      launch_decode_gemm<T, false>(g2, r.max_blocks, BM, stream);
-    } else {
-      launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else if (p.per_token) {
     at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));
     at::Tensor xs = at::empty({p.M}, f32);

@@ -210,10 +210,5 @@ template <typename T>
 void launch_wmma_gemm2(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaStream_t stream) {
   launch_wmma_gemm<T, false>(g, max_blocks, BM, stream);
 }
-// float activations never take this path (fused_moe_impl routes them to the SIMT kernels).
-template <>
-inline void launch_wmma_gemm1<float>(const MoeGemmArgs&, int64_t, int, cudaStream_t) {}
-template <>
-inline void launch_wmma_gemm2<float>(const MoeGemmArgs&, int64_t, int, cudaStream_t) {}
 
 }  // namespace int8_moe
