@@ -54,6 +54,16 @@ def test_activations_on_tensor_cores(activation, bias, M):
     check(case, activation=activation)
 
 
+# Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 16-token
+# tiles), 25 -> tiled MMA kernel, 100 -> grouped-GEMM prefill (bf16); fp16 never takes prefill.
+@pytest.mark.parametrize("M", [3, 50, 100, 400])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_every_kernel_path(M, dtype, activation):
+    case = make_case(M, 512, 352, 8, 2, dtype=dtype, device="cuda", bias=True, seed=M)
+    check(case, dtype, activation=activation)
+
+
 @pytest.mark.parametrize("M", [1, 100])
 def test_per_token_and_fp32_paths(M):
     case = make_case(M, 256, 176, 8, 2, device="cuda", seed=4)
@@ -92,8 +102,9 @@ def test_int64_ids_and_weight_on_input(M, dtype):
 
 
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
-def test_cuda_graph_capture_and_replay(act_quant):
-    case = make_case(48, 256, 176, 8, 4, device="cuda", seed=8)
+@pytest.mark.parametrize("M", [2, 48, 512])  # decode, tiled MMA, prefill
+def test_cuda_graph_capture_and_replay(act_quant, M):
+    case = make_case(M, 256, 176, 8, 4, device="cuda", seed=8)
     static = [t.clone() for t in (case.x, case.topk_weights, case.topk_ids)]
     kw = dict(act_quant=act_quant)
 
@@ -110,7 +121,7 @@ def test_cuda_graph_capture_and_replay(act_quant):
     with torch.cuda.graph(g):
         out = run()
     for seed in range(3):  # new inputs, same buffers
-        fresh = make_case(48, 256, 176, 8, 4, device="cuda", seed=100 + seed)
+        fresh = make_case(M, 256, 176, 8, 4, device="cuda", seed=100 + seed)
         static[0].copy_(fresh.x)
         static[1].copy_(fresh.topk_weights)
         static[2].copy_(fresh.topk_ids)

@@ -14,6 +14,7 @@
 #include "moe_gemm_decode.cuh"
 #include "moe_gemm_simt.cuh"
 #include "moe_gemm_wmma.cuh"
+#include "moe_prefill.cuh"
 #include "moe_routing.cuh"
 
 namespace int8_moe {
@@ -22,17 +23,19 @@ namespace {
 struct Routing {
   at::Tensor sorted_routes;  // [max_blocks * BM] int32
   at::Tensor block_expert;   // [max_blocks] int32
+  at::Tensor expert_end;     // [E] int32 (prefill path only)
   int64_t max_blocks;
 };
 
 Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>& expert_map,
-                     const MoeProblem& p, int BM, cudaStream_t stream) {
+                     const MoeProblem& p, int BM, bool want_expert_end, cudaStream_t stream) {
   const int64_t n_routes = p.M * p.topk;
   Routing r;
   r.max_blocks = moe_max_blocks(n_routes, p.E, BM);
   const auto opts = topk_ids.options().dtype(at::kInt);
   r.sorted_routes = at::empty({r.max_blocks * BM}, opts);
   r.block_expert = at::empty({r.max_blocks}, opts);
+  if (want_expert_end) r.expert_end = at::empty({p.E}, opts);
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
   const size_t smem = (2 * p.E + 1) * sizeof(int);
   TORCH_CHECK(smem <= 48 * 1024, "int8_moe::fused_moe: too many local experts (", p.E, ")");
@@ -41,7 +44,10 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
                                                 static_cast<int>(p.E), BM,
                                                 r.sorted_routes.mutable_data_ptr<int32_t>(),
                                                 r.block_expert.mutable_data_ptr<int32_t>(),
-                                                r.max_blocks);
+                                                r.max_blocks,
+                                                want_expert_end
+                                                    ? r.expert_end.mutable_data_ptr<int32_t>()
+                                                    : nullptr);
   };
   if (topk_ids.scalar_type() == at::kInt)
     launch(topk_ids.const_data_ptr<int32_t>());
@@ -59,6 +65,54 @@ void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
   quantize_act_rows_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
       static_cast<const T*>(a), K, mul, valid, q.mutable_data_ptr<int8_t>(),
       scale.mutable_data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+bool is_sm90_or_newer(int device) {
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
+}
+
+// Prefill: widen each weight stack to bf16 once (transient buffer of the layer's size) and run
+// torch's tensor-core grouped GEMM over the routes' padded sorted rows (see moe_prefill.cuh).
+void run_prefill_bf16(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+                      const MoeProblem& p, const Routing& r, int BM, const MoeGemmArgs& g1,
+                      const MoeGemmArgs& g2, cudaStream_t stream) {
+  using T = __nv_bfloat16;
+  const int64_t capacity = r.max_blocks * BM;
+  const unsigned rows = static_cast<unsigned>(capacity);
+  const int32_t* sorted = r.sorted_routes.const_data_ptr<int32_t>();
+  const int32_t* block_expert = r.block_expert.const_data_ptr<int32_t>();
+  auto widen = [&](const at::Tensor& q, at::Tensor& out) {
+    const int64_t n16 = q.numel() / 16;
+    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(n16, 256), 8192));
+    widen_int8_kernel<T><<<grid, 256, 0, stream>>>(q.const_data_ptr<int8_t>(), n16,
+                                                   reinterpret_cast<T*>(out.mutable_data_ptr()));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  at::Tensor a = at::empty({capacity, p.H}, x.options());
+  gather_rows_kernel<T><<<rows, 256, 0, stream>>>(
+      reinterpret_cast<const T*>(x.const_data_ptr()), sorted, g1.topk_weights, g1.weight_on_a,
+      p.topk, p.H, reinterpret_cast<T*>(a.mutable_data_ptr()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  at::Tensor wide = at::empty({w13.numel()}, x.options());  // w2 (half the size) reuses it
+  at::Tensor w13_wide = wide.view({p.E, 2 * p.I, p.H});
+  widen(w13, w13_wide);
+  const at::Tensor h = at::_grouped_mm(a, w13_wide.transpose(1, 2), r.expert_end);
+  at::Tensor inter = at::empty({capacity, p.I}, x.options());
+  gated_epilogue_kernel<T><<<rows, 256, 0, stream>>>(
+      reinterpret_cast<const T*>(h.const_data_ptr()), sorted, block_expert, BM, g1.w_scale,
+      static_cast<const T*>(g1.bias), p.I, p.act, p.swiglu_alpha, p.swiglu_limit,
+      reinterpret_cast<T*>(inter.mutable_data_ptr()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  at::Tensor w2_wide = wide.narrow(0, 0, w2.numel()).view({p.E, p.H, p.I});
+  widen(w2, w2_wide);  // stream order: GEMM1 has finished reading `wide`
+  const at::Tensor y = at::_grouped_mm(inter, w2_wide.transpose(1, 2), r.expert_end);
+  down_epilogue_kernel<T><<<rows, 256, 0, stream>>>(
+      reinterpret_cast<const T*>(y.const_data_ptr()), sorted, block_expert, BM, g2.w_scale,
+      static_cast<const T*>(g2.bias), g2.topk_weights, g2.weight_on_out, p.H,
+      static_cast<float*>(g2.out));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -83,9 +137,12 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   // Few tokens per expert (decode): the weight-streaming kernel; more: the tiled MMA kernel.
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
   const bool decode = tensor_cores && per_expert <= 16;
+  // Many tokens per expert on sm_90+ with bf16: the grouped-GEMM prefill path.
+  const bool prefill = tensor_cores && std::is_same_v<T, __nv_bfloat16> && per_expert > 32 &&
+                       is_sm90_or_newer(x.get_device());
   const int BM = decode ? (per_expert <= 8 ? 8 : 16)
-                        : (tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM);
-  const Routing r = align_routes(topk_ids, expert_map, p, BM, stream);
+                        : (prefill ? 64 : (tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM));
+  const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
@@ -120,7 +177,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   at::Tensor route_out = at::empty({n_routes, p.H}, f32);
   g2.out = route_out.mutable_data_ptr<float>();
 
-  if (tensor_cores) {
+  if (prefill) {
+    run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);
+  } else if (tensor_cores) {
     if constexpr (!std::is_same_v<T, float>) {  // tensor_cores is false for fp32 activations
       at::Tensor inter = at::empty({capacity, p.I}, x.options());
       g1.out = inter.mutable_data_ptr();

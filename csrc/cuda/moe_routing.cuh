@@ -26,11 +26,13 @@ __device__ __forceinline__ int resolve_expert(IdT id, const int32_t* expert_map,
 // One block. Dynamic shared memory: 2 * E + 1 ints.
 // sorted_routes[capacity]: route index (t * k + slot) or -1 for padding.
 // block_expert[max_blocks]: the local expert of each block, or -1 for unused blocks.
+// expert_end[E] (optional): end of each expert's padded segment (grouped-GEMM offsets).
 template <typename IdT>
 __global__ void __launch_bounds__(1024)
     moe_align_kernel(const IdT* __restrict__ ids, int64_t n_routes, const int32_t* expert_map,
                      int64_t E_global, int E, int BM, int32_t* __restrict__ sorted_routes,
-                     int32_t* __restrict__ block_expert, int64_t max_blocks) {
+                     int32_t* __restrict__ block_expert, int64_t max_blocks,
+                     int32_t* __restrict__ expert_end) {
   extern __shared__ int smem[];
   int* counts = smem;          // [E], later the fill cursors
   int* offsets = smem + E;     // [E + 1]
@@ -51,6 +53,8 @@ __global__ void __launch_bounds__(1024)
   }
   __syncthreads();
   for (int64_t i = threadIdx.x; i < max_blocks * BM; i += blockDim.x) sorted_routes[i] = -1;
+  if (expert_end != nullptr)
+    for (int e = threadIdx.x; e < E; e += blockDim.x) expert_end[e] = offsets[e + 1];
   for (int64_t b = threadIdx.x; b < max_blocks; b += blockDim.x) {
     const int64_t row = b * BM;
     int e = -1;

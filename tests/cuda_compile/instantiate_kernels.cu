@@ -26,7 +26,8 @@ template void launch_row_amax<float>(const float*, float*, int64_t, int64_t, cud
 
 namespace int8_moe {
 template __global__ void moe_align_kernel<int32_t>(const int32_t*, int64_t, const int32_t*,
-                                                   int64_t, int, int, int32_t*, int32_t*, int64_t);
+                                                   int64_t, int, int, int32_t*, int32_t*, int64_t,
+                                                   int32_t*);
 template __global__ void moe_gemm_simt_kernel<__nv_bfloat16, __nv_bfloat16, true, false>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<float, __nv_bfloat16, false, false>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<int8_t, __nv_bfloat16, true, true>(MoeGemmArgs);
@@ -48,4 +49,19 @@ template void launch_decode_gemm<__nv_bfloat16, true>(const MoeGemmArgs&, int64_
 template void launch_decode_gemm<__nv_bfloat16, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
 template void launch_decode_gemm<__half, true>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
 template void launch_decode_gemm<__half, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+}  // namespace int8_moe
+
+#include "cuda/moe_prefill.cuh"
+
+namespace int8_moe {
+template __global__ void gather_rows_kernel<__nv_bfloat16>(const __nv_bfloat16*, const int32_t*,
+                                                           const float*, bool, int64_t, int64_t,
+                                                           __nv_bfloat16*);
+template __global__ void widen_int8_kernel<__nv_bfloat16>(const int8_t*, int64_t, __nv_bfloat16*);
+template __global__ void gated_epilogue_kernel<__nv_bfloat16>(
+    const __nv_bfloat16*, const int32_t*, const int32_t*, int, const float*,
+    const __nv_bfloat16*, int64_t, Activation, float, float, __nv_bfloat16*);
+template __global__ void down_epilogue_kernel<__nv_bfloat16>(
+    const __nv_bfloat16*, const int32_t*, const int32_t*, int, const float*,
+    const __nv_bfloat16*, const float*, bool, int64_t, float*);
 }  // namespace int8_moe

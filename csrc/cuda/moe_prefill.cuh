@@ -1,0 +1,90 @@
+// Prefill path (many tokens per expert, bf16 on sm_90+): compute-bound, so the expert GEMMs go
+// to the tensor-core grouped GEMM that torch ships (at::_grouped_mm) on weights widened from
+// int8 to bf16 (exact, no scale) into a transient buffer; the per-row scales, biases, the
+// activation and the router weights are applied by the small kernels below. Rows are the
+// routes' padded sorted positions; padding rows are zero and ignored.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "../common/moe_math.h"
+#include "cuda_types.cuh"
+
+namespace int8_moe {
+
+// a[p] = x[route / topk] (times the router weight when it applies to the input), 0 for padding.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    gather_rows_kernel(const T* __restrict__ x, const int32_t* __restrict__ sorted_routes,
+                       const float* __restrict__ topk_weights, bool weight_on_input,
+                       int64_t topk, int64_t H, T* __restrict__ a) {
+  const int64_t p = blockIdx.x;
+  const int32_t route = sorted_routes[p];
+  const float w = (route >= 0 && weight_on_input) ? topk_weights[route] : 1.0f;
+  const T* src = route >= 0 ? x + (route / topk) * H : nullptr;
+  for (int64_t i = threadIdx.x; i < H; i += 256) {
+    float v = src ? Elem<T>::to_float(src[i]) : 0.0f;
+    a[p * H + i] = Elem<T>::from_float(weight_on_input ? v * w : v);
+  }
+}
+
+// out = T(q) elementwise, 16 values per thread step (n % 16 == 0, 16-byte aligned).
+template <typename T>
+__global__ void __launch_bounds__(256) widen_int8_kernel(const int8_t* __restrict__ q,
+                                                         int64_t n16, T* __restrict__ out) {
+  for (int64_t i = blockIdx.x * 256ll + threadIdx.x; i < n16; i += gridDim.x * 256ll) {
+    const int4 v = __ldcs(reinterpret_cast<const int4*>(q) + i);
+    const int8_t* b = reinterpret_cast<const int8_t*>(&v);
+    Pack<T, 8> lo, hi;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      lo.v[j] = Elem<T>::from_float(b[j]);
+      hi.v[j] = Elem<T>::from_float(b[8 + j]);
+    }
+    reinterpret_cast<Pack<T, 8>*>(out)[2 * i] = lo;
+    reinterpret_cast<Pack<T, 8>*>(out)[2 * i + 1] = hi;
+  }
+}
+
+// inter[p, j] = act(h[p, gate] * s + b, h[p, up] * s + b) for rows holding a route.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    gated_epilogue_kernel(const T* __restrict__ h, const int32_t* __restrict__ sorted_routes,
+                          const int32_t* __restrict__ block_expert, int BM,
+                          const float* __restrict__ scale, const T* __restrict__ bias,
+                          int64_t inter, Activation act, float alpha, float limit,
+                          T* __restrict__ out) {
+  const int64_t p = blockIdx.x;
+  if (sorted_routes[p] < 0) return;
+  const int64_t e = block_expert[p / BM];
+  const T* hr = h + p * 2 * inter;
+  const float* s = scale + e * 2 * inter;
+  const T* b = bias ? bias + e * 2 * inter : nullptr;
+  for (int64_t j = threadIdx.x; j < inter; j += 256) {
+    const int64_t gr = gate_row(act, j, inter), ur = up_row(act, j, inter);
+    const float g = Elem<T>::to_float(hr[gr]) * s[gr] + (b ? Elem<T>::to_float(b[gr]) : 0.0f);
+    const float u = Elem<T>::to_float(hr[ur]) * s[ur] + (b ? Elem<T>::to_float(b[ur]) : 0.0f);
+    out[p * inter + j] = Elem<T>::from_float(gated_activation(act, g, u, alpha, limit));
+  }
+}
+
+// route_out[route, n] = (y[p, n] * s + b) * router weight, for rows holding a route.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    down_epilogue_kernel(const T* __restrict__ y, const int32_t* __restrict__ sorted_routes,
+                         const int32_t* __restrict__ block_expert, int BM,
+                         const float* __restrict__ scale, const T* __restrict__ bias,
+                         const float* __restrict__ topk_weights, bool weight_on_out, int64_t H,
+                         float* __restrict__ route_out) {
+  const int64_t p = blockIdx.x;
+  const int32_t route = sorted_routes[p];
+  if (route < 0) return;
+  const int64_t e = block_expert[p / BM];
+  const float w = weight_on_out ? topk_weights[route] : 1.0f;
+  for (int64_t n = threadIdx.x; n < H; n += 256) {
+    const float b = bias ? Elem<T>::to_float(bias[e * H + n]) : 0.0f;
+    route_out[route * H + n] = (Elem<T>::to_float(y[p * H + n]) * scale[e * H + n] + b) * w;
+  }
+}
+
+}  // namespace int8_moe
