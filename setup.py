@@ -65,6 +65,8 @@ setup(
     name="int8-moe",
     packages=find_packages("python"),
     package_dir={"": "python"},
+    # The C++ API: public header and CMake package (find_package(int8_moe)).
+    package_data={"int8_moe": ["include/int8_moe/*.h", "share/cmake/int8_moe/*.cmake"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
 )

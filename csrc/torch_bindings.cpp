@@ -1,6 +1,5 @@
 // Every schema of the int8_moe namespace. Kernels register per device in csrc/cpu/*.cpp and
 // csrc/cuda/*.cu; fake (meta) kernels live in python/int8_moe/ops.py.
-#include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(int8_moe, m) {
@@ -26,11 +25,4 @@ TORCH_LIBRARY(int8_moe, m) {
       "Tensor? expert_map=None, str activation=\"silu\", bool apply_router_weight_on_input=False, "
       "str act_quant=\"none\", float swiglu_alpha=1.702, float swiglu_limit=7.0, "
       "Tensor(a!) out) -> ()");
-}
-
-// `import int8_moe._C` loads this library, which runs the registrations above. The module
-// itself is empty: every entry point is a torch.ops.int8_moe operator.
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
 }

@@ -22,7 +22,11 @@ PYEOF
 stamp=python/int8_moe/.build_stamp
 want=$( (cat setup.py pyproject.toml; find csrc -type f | sort | xargs cat; "$PY" -c \
   "import torch; print(torch.__version__)") | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$PY" -c "import int8_moe" 2>/dev/null; then
+# (An editable install elsewhere, e.g. another clone, counts as missing: it would shadow this one.)
+here=$(pwd -P)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd /tmp && "$PY" -c \
+    "import int8_moe, os, sys; sys.exit(not os.path.realpath(int8_moe.__file__).startswith('$here/'))" \
+    2>/dev/null); then
   echo "[setup] building int8_moe._C (MAX_JOBS=${MAX_JOBS:-$(nproc)})"
   # --no-build-isolation: build against the torch above; --no-deps: never resolve torch again.
   log=$(mktemp)

@@ -1,5 +1,7 @@
 """int8-moe: online per-channel int8 Mixture-of-Experts for PyTorch (CPU and CUDA) and vLLM."""
 
+import os as _os
+
 from . import ops, reference
 from ._library import cuda_available
 from .method import Int8MoEQuantConfig, Int8OnlineMoEMethod
@@ -16,5 +18,9 @@ __all__ = [
     "fused_moe",
     "quantize_rows",
     "row_amax",
+    "cmake_prefix_path",
 ]
 __version__ = "0.1.0"
+
+#: CMake prefix of the C++ package (find_package(int8_moe)), like torch.utils.cmake_prefix_path.
+cmake_prefix_path = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "share", "cmake")

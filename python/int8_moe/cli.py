@@ -113,9 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     d.add_argument("--seed", type=int, default=0)
     sub.add_parser("presets", help="list the layer shapes")
+    sub.add_parser("cmake-prefix-path", help="print the CMake prefix of the C++ package")
     args = parser.parse_args(argv)
     if args.cmd == "demo":
         demo(args)
+    elif args.cmd == "cmake-prefix-path":
+        from . import cmake_prefix_path
+
+        print(cmake_prefix_path)
     else:
         for s in PRESETS.values():
             print(f"{s.name:20s} H={s.hidden:5d} I={s.inter:5d} E={s.experts:4d} k={s.topk} "
