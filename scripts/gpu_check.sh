@@ -24,5 +24,6 @@ python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke.log" | tail -4 || exit 1
 python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs -n ${PYTEST_WORKERS:-6} -p no:cacheprovider \
   2>&1 | tee "$OUT/pytest.log" | grep -vE "^\s+File|^  " | tail -40
 for b in "$@"; do
-  python3 "benchmarks/bench_$b.py" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -28
+  script=benchmarks/bench_$b.py; [ -f "$script" ] || script=benchmarks/$b.py
+  python3 "$script" --csv "$OUT/bench_$b.csv" 2>&1 | tee "$OUT/bench_$b.log" | tail -28
 done
