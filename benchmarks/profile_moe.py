@@ -20,7 +20,7 @@ from int8_moe.presets import PRESETS  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--preset", default="qwen3-30b-a3b")
+    parser.add_argument("--preset", default="qwen3-30b-a3b,mixtral-8x7b")
     parser.add_argument("--tokens", default="1,64")
     parser.add_argument("--csv", default=None)  # accepted for gpu_check.sh; unused
     args = parser.parse_args()
