@@ -156,3 +156,10 @@ def test_respects_current_device_stream():
         out = ops.fused_moe(*case.args())
     s.synchronize()
     assert torch.equal(out, ops.fused_moe(*case.args()))
+
+
+@pytest.mark.parametrize("E", [128, 257, 1500])  # the routing scan covers several experts a thread
+@pytest.mark.parametrize("M", [1, 50, 700])
+def test_many_experts(E, M):
+    case = make_case(M, 128, 64, E, 8, device="cuda", seed=E + M)
+    check(case)

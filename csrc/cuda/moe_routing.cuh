@@ -43,13 +43,41 @@ __global__ void __launch_bounds__(1024)
     if (e >= 0) atomicAdd(&counts[e], 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int off = 0;
-    for (int e = 0; e < E; ++e) {
+  // offsets = exclusive scan of the padded counts: each thread sums a contiguous run of experts,
+  // the runs' totals are scanned across the block (warp shuffles, then one warp over the warp
+  // totals), and each thread writes its run's offsets.
+  {
+    __shared__ int warp_total[32];
+    const int per = (E + blockDim.x - 1) / blockDim.x;
+    const int first = threadIdx.x * per, last = min(first + per, E);
+    int run = 0;
+    for (int e = first; e < last; ++e) run += (counts[e] + BM - 1) / BM * BM;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int incl = run;
+#pragma unroll
+    for (int o = 1; o < 32; o *= 2) {
+      const int v = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += v;
+    }
+    if (lane == 31) warp_total[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+      const int nwarps = (blockDim.x + 31) / 32;
+      int t = lane < nwarps ? warp_total[lane] : 0;
+#pragma unroll
+      for (int o = 1; o < 32; o *= 2) {
+        const int v = __shfl_up_sync(0xffffffffu, t, o);
+        if (lane >= o) t += v;
+      }
+      warp_total[lane] = t;  // inclusive scan of the warp totals
+    }
+    __syncthreads();
+    int off = incl - run + (warp > 0 ? warp_total[warp - 1] : 0);
+    for (int e = first; e < last; ++e) {
       offsets[e] = off;
       off += (counts[e] + BM - 1) / BM * BM;
     }
-    offsets[E] = off;
+    if (threadIdx.x == blockDim.x - 1) offsets[E] = warp_total[(blockDim.x - 1) / 32];
   }
   __syncthreads();
   for (int64_t i = threadIdx.x; i < max_blocks * BM; i += blockDim.x) sorted_routes[i] = -1;
