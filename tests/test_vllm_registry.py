@@ -1,0 +1,73 @@
+"""The vLLM plugin against the real vLLM registry: runs wherever vLLM is importable;
+`scripts/test_vllm.sh` makes a throwaway environment with the real vllm package for it."""
+
+import inspect
+
+import pytest
+
+from int8_moe import vllm_plugin
+
+vllm = pytest.importorskip("vllm", reason="vLLM not importable (scripts/test_vllm.sh installs it)")
+pytestmark = pytest.mark.vllm
+
+
+def test_registers_config_idempotently():
+    from vllm.model_executor.layers.quantization import (
+        QUANTIZATION_METHODS,
+        get_quantization_config,
+    )
+
+    from int8_moe.vllm_integration import Int8MoEConfig
+
+    vllm_plugin.register()
+    vllm_plugin.register()
+    assert get_quantization_config("int8_moe") is Int8MoEConfig
+    assert QUANTIZATION_METHODS.count("int8_moe") == 1
+    cfg = Int8MoEConfig.from_config({})
+    assert cfg.get_name() == "int8_moe"
+    assert cfg.get_config_filenames() == []
+    assert cfg.get_min_capability() == 80
+    import torch
+
+    assert cfg.get_supported_act_dtypes() == [torch.bfloat16, torch.half]
+
+
+def test_method_implements_vllm_interface():
+    from vllm.model_executor.layers.fused_moe import FusedMoEMethodBase
+    from vllm.model_executor.layers.quantization.online.moe_base import OnlineMoEMethodBase
+
+    from int8_moe.vllm_integration import Int8MoEVllmMethod
+
+    assert issubclass(Int8MoEVllmMethod, OnlineMoEMethodBase)
+    assert issubclass(Int8MoEVllmMethod, FusedMoEMethodBase)
+    assert not inspect.isabstract(Int8MoEVllmMethod)
+    assert Int8MoEVllmMethod.uses_meta_device
+    params = inspect.signature(Int8MoEVllmMethod.apply).parameters
+    assert list(params)[:5] == ["self", "layer", "x", "topk_weights", "topk_ids"]
+
+
+def test_linear_layers_stay_unquantized():
+    from vllm.model_executor.layers.linear import LinearBase, UnquantizedLinearMethod
+
+    from int8_moe.vllm_integration import Int8MoEConfig
+
+    linear = LinearBase.__new__(LinearBase)  # isinstance only; no distributed init needed
+    assert isinstance(Int8MoEConfig().get_quant_method(linear, "model.layers.0.o_proj"),
+                      UnquantizedLinearMethod)
+    assert Int8MoEConfig().get_quant_method(object(), "x") is None
+
+
+def test_experts_int8_take_over_is_opt_in(monkeypatch):
+    from vllm.model_executor.layers.quantization import get_quantization_config
+
+    from int8_moe.vllm_integration import register_quantization_configs
+
+    original = get_quantization_config("experts_int8")
+    assert original.__module__.startswith("vllm.")  # untouched by a plain register()
+    register_quantization_configs(take_over_experts_int8=True)
+    try:
+        assert get_quantization_config("experts_int8").__module__ == "int8_moe.vllm_integration"
+    finally:
+        from vllm.model_executor.layers.quantization import register_quantization_config
+
+        register_quantization_config("experts_int8")(original)
