@@ -71,3 +71,39 @@ def test_experts_int8_take_over_is_opt_in(monkeypatch):
         from vllm.model_executor.layers.quantization import register_quantization_config
 
         register_quantization_config("experts_int8")(original)
+
+
+def test_method_quantizes_once_and_runs_our_kernel():
+    """process_weights_after_loading + apply on a minimal layer, through vLLM's own helpers
+    (replace_parameter, amax_for_moe_weight_quant, the requantization mixin)."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch import nn
+    from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+
+    import int8_moe.reference as ref
+    from int8_moe.vllm_integration import Int8MoEVllmMethod
+
+    E, H, I, M, k = 4, 64, 48, 9, 2
+    g = torch.Generator().manual_seed(0)
+    w13 = (torch.randn(E, 2 * I, H, generator=g) / H**0.5).bfloat16()
+    w2 = (torch.randn(E, H, I, generator=g) / I**0.5).bfloat16()
+    layer = nn.Module()
+    layer.w13_weight = nn.Parameter(w13.clone(), requires_grad=False)
+    layer.w2_weight = nn.Parameter(w2.clone(), requires_grad=False)
+    layer.expert_map = None
+    layer.apply_router_weight_on_input = False
+    layer.activation = MoEActivation.SILU
+    method = Int8MoEVllmMethod(SimpleNamespace(tp_size=1))
+    method.process_weights_after_loading(layer)
+    method.process_weights_after_loading(layer)  # idempotent
+    q13, s13 = ref.quantize_rows(w13)
+    assert torch.equal(layer.w13_weight, q13) and torch.equal(layer.w13_scale, s13)
+    x = torch.randn(M, H, generator=g).bfloat16()
+    ids = torch.randint(0, E, (M, k), generator=g, dtype=torch.int32)
+    tw = torch.rand(M, k, generator=g)
+    out = method.apply(layer, x, tw, ids, None, None)
+    expected = ref.fused_moe(x, layer.w13_weight, layer.w2_weight, layer.w13_scale,
+                             layer.w2_scale, tw, ids)
+    assert ((out.float() - expected).norm() / expected.norm()).item() < 1e-2
