@@ -20,11 +20,17 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import bench_ms, bf16_matmul_tflops, copy_bandwidth_gbs, device_name, graph_ms  # noqa
-
 import int8_moe  # noqa: E402
 from int8_moe.cli import random_layer, random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
+
+from common import (  # noqa: E402
+    bench_ms,
+    bf16_matmul_tflops,
+    copy_bandwidth_gbs,
+    device_name,
+    graph_ms,
+)
 
 DECODE = [1, 4, 16, 64]
 PREFILL = [1024, 4096, 16384]
@@ -105,10 +111,11 @@ def main():
             flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
             floor_ms = max(touched * per_expert_bytes / copy_gbs / 1e6,
                            flops / bf16_tflops / 1e9)
-            t8 = timed(lambda: layer(x, tw, ids), graph=True)
-            t88 = timed(lambda: layer8(x, tw, ids), graph=True)
-            tb = timed(lambda: bf16(x, tw, ids), graph=True)
-            tl = timed(lambda: loop(x, tw, ids), graph=False) if M <= 64 else float("nan")
+            args = (x, tw, ids)
+            t8 = timed(lambda f=layer, a=args: f(*a), graph=True)
+            t88 = timed(lambda f=layer8, a=args: f(*a), graph=True)
+            tb = timed(lambda f=bf16, a=args: f(*a), graph=True)
+            tl = timed(lambda f=loop, a=args: f(*a), graph=False) if M <= 64 else float("nan")
             err = ((layer(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
                    / bf16(x, tw, ids).float().norm()).item()
             err8 = ((layer8(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
@@ -150,7 +157,7 @@ def main():
         return
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         rs = [r for r in rows if r["model"] == model]
         ms = [r["M"] for r in rs]
         for key, label in (("int8_ms", "int8 W8A16"), ("w8a8_ms", "int8 W8A8"),

@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from numerics import moe_tol, rel_err
 from torch import nn
 
 from int8_moe import Int8MoE, Int8OnlineMoEMethod, ops
 from int8_moe.cli import random_layer, random_routing
 from int8_moe.presets import MoEShape
+
+from numerics import moe_tol, rel_err
 
 SHAPE = MoEShape("dist", 64, 96, 8, 2)
 

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from moe_cases import DEVICES, make_case
-from numerics import assert_moe_close, rel_err
 
 import int8_moe.reference as ref
 from int8_moe import ops
+
+from moe_cases import DEVICES, make_case
+from numerics import assert_moe_close, rel_err
 
 ACTS = ["silu", "gelu", "gelu_tanh", "swigluoai"]
 DTYPES = [torch.bfloat16, torch.float16, torch.float32]

@@ -3,12 +3,13 @@ counts, both kernel paths, CUDA-graph capture, determinism."""
 
 import pytest
 import torch
-from moe_cases import make_case
-from numerics import assert_moe_close
 
 import int8_moe.reference as ref
 from int8_moe import ops
 from int8_moe.presets import PRESETS, TP_SPLITS
+
+from moe_cases import make_case
+from numerics import assert_moe_close
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -2,14 +2,15 @@
 
 import pytest
 import torch
-from moe_cases import DEVICES, make_case
 
 from int8_moe import ops
+
+from moe_cases import DEVICES, make_case
 
 
 def call(case, **kw):
     args = dict(zip(["x", "w13", "w2", "w13_scale", "w2_scale", "topk_weights", "topk_ids"],
-                    case.args()))
+                    case.args(), strict=True))
     over = {k: kw.pop(k) for k in list(kw) if k in args}
     args.update(over)
     return ops.fused_moe(*args.values(), **kw)

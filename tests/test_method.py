@@ -5,14 +5,15 @@ import weakref
 
 import pytest
 import torch
-from moe_cases import DEVICES
-from numerics import assert_moe_close, rel_err
 from torch import nn
 
 import int8_moe.reference as ref
 from int8_moe import Int8MoE, Int8OnlineMoEMethod
 from int8_moe.cli import random_layer, random_routing
 from int8_moe.presets import MoEShape
+
+from moe_cases import DEVICES
+from numerics import assert_moe_close, rel_err
 
 SHAPE = MoEShape("test", 48, 40, 6, 2)
 
@@ -63,7 +64,8 @@ def test_lifecycle_quantizes_once_and_runs(device):
                              layer.w13_scale.cpu(), layer.w2_scale.cpu(), tw.cpu(), ids.cpu())
     assert_moe_close(out, expected, torch.bfloat16)
     # And close to the unquantized bf16 layer (int8 weight error only).
-    assert rel_err(out, ref.fused_moe_dense(x.cpu(), w13.cpu(), w2.cpu(), tw.cpu(), ids.cpu())) < 0.03
+    dense = ref.fused_moe_dense(x.cpu(), w13.cpu(), w2.cpu(), tw.cpu(), ids.cpu())
+    assert rel_err(out, dense) < 0.03
     cfg = method.get_fused_moe_quant_config(layer)
     assert cfg.w13_scale is layer.w13_scale and cfg.act_quant == "none"
 
@@ -152,7 +154,7 @@ def test_int8moe_from_safetensors(tmp_path, names, activation):
         gate = (torch.randn(I, H, generator=g) / H**0.5).bfloat16()
         up = (torch.randn(I, H, generator=g) / H**0.5).bfloat16()
         down = (torch.randn(H, I, generator=g) / I**0.5).bfloat16()
-        for n, t in zip(names, (gate, up, down)):
+        for n, t in zip(names, (gate, up, down), strict=True):
             tensors[f"{prefix}.{e}.{n}.weight"] = t
         gates.append(gate), ups.append(up), downs.append(down)
     tensors["model.layers.3.mlp.gate.weight"] = torch.randn(E, H).bfloat16()  # router: ignored
@@ -162,9 +164,10 @@ def test_int8moe_from_safetensors(tmp_path, names, activation):
     m = Int8MoE.from_safetensors(str(path), prefix, activation=activation)
     assert (m.num_experts, m.hidden_size, m.intermediate_size) == (E, H, I)
     if activation == "swigluoai":  # gate/up rows interleaved
-        w13 = torch.stack([torch.stack([gt, u], 1).reshape(2 * I, H) for gt, u in zip(gates, ups)])
+        pairs = zip(gates, ups, strict=True)
+        w13 = torch.stack([torch.stack([gt, u], 1).reshape(2 * I, H) for gt, u in pairs])
     else:
-        w13 = torch.stack([torch.cat([gt, u]) for gt, u in zip(gates, ups)])
+        w13 = torch.stack([torch.cat([gt, u]) for gt, u in zip(gates, ups, strict=True)])
     w2 = torch.stack(downs)
     rq, rs = ref.quantize_rows(w13)
     assert torch.equal(m.w13_weight, rq) and torch.equal(m.w13_scale, rs)

@@ -3,9 +3,10 @@ and torch.compile tracing."""
 
 import pytest
 import torch
-from moe_cases import DEVICES, make_case
 
 import int8_moe  # noqa: F401  (registers the ops)
+
+from moe_cases import DEVICES, make_case
 
 ops = torch.ops.int8_moe
 

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from moe_cases import DEVICES
 
 import int8_moe.reference as ref
 from int8_moe import ops
+
+from moe_cases import DEVICES
 
 DTYPES = [torch.bfloat16, torch.float16, torch.float32]
 SHAPES = [(1, 1), (7, 5), (17, 1025), (3, 33, 130), (2, 4, 8, 5137)]

@@ -4,8 +4,6 @@ against the real vLLM registry are in test_vllm_registry.py)."""
 import importlib.metadata
 import sys
 
-import pytest
-
 from int8_moe import vllm_plugin
 
 

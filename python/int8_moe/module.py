@@ -104,7 +104,9 @@ class Int8MoE(nn.Module):
         with safe_open(path, framework="pt", device="cpu") as f:
             keys = set(f.keys())
             names = _expert_names(keys, prefix)
-            pattern = re.compile(re.escape(prefix) + r"\.(\d+)\." + re.escape(names[0]) + r"\.weight$")
+            pattern = re.compile(
+                re.escape(prefix) + r"\.(\d+)\." + re.escape(names[0]) + r"\.weight$"
+            )
             E = 1 + max(int(m.group(1)) for k in keys if (m := pattern.match(k)))
 
             def load(e: int, which: int) -> Tensor:
@@ -127,7 +129,8 @@ class Int8MoE(nn.Module):
                 del gate, up
                 mod.quant_method._quantize_into(f"{prefix}.{e} gate/up", w13_e, q13[e], s13[e])
                 del w13_e
-                mod.quant_method._quantize_into(f"{prefix}.{e}.{names[2]}", load(e, 2), q2[e], s2[e])
+                down_name = f"{prefix}.{e}.{names[2]}"
+                mod.quant_method._quantize_into(down_name, load(e, 2), q2[e], s2[e])
         mod.quant_method.install_quantized(mod, q13, s13, q2, s2)
         return mod
 
