@@ -162,4 +162,12 @@ void check_quantize_outputs(const at::Tensor& q, const at::Tensor& scale, const 
   INT8_MOE_CHECK_CONTIGUOUS(op, scale);
 }
 
+void raise_quantize_errors(std::optional<int64_t> bad_weight_row,
+                           std::optional<int64_t> bad_amax_row) {
+  TORCH_CHECK(!bad_weight_row.has_value(), "int8_moe::quantize_rows: w has a non-finite value in row ",
+              *bad_weight_row, " (rows counted over w.shape[:-1] flattened)");
+  TORCH_CHECK(!bad_amax_row.has_value(), "int8_moe::quantize_rows: amax[", *bad_amax_row,
+              "] (flattened) is negative or non-finite");
+}
+
 }  // namespace int8_moe

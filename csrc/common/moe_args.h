@@ -49,4 +49,9 @@ void check_quantize_input(const char* op, const at::Tensor& w);
 void check_amax_override(const at::Tensor& amax, const at::Tensor& w);
 void check_quantize_outputs(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& w);
 
+// Raises the quantization errors a kernel found: the first row with a non-finite weight, the
+// first row whose amax override is negative or non-finite (rows over w.shape[:-1] flattened).
+void raise_quantize_errors(std::optional<int64_t> bad_weight_row,
+                           std::optional<int64_t> bad_amax_row);
+
 }  // namespace int8_moe

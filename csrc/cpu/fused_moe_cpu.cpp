@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "../common/moe_math.h"
 
@@ -225,25 +226,10 @@ void fused_moe_out_cpu(const at::Tensor& x, const at::Tensor& w13, const at::Ten
   });
 }
 
-at::Tensor fused_moe_cpu(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
-                         const at::Tensor& w13_scale, const at::Tensor& w2_scale,
-                         const at::Tensor& topk_weights, const at::Tensor& topk_ids,
-                         const std::optional<at::Tensor>& w13_bias,
-                         const std::optional<at::Tensor>& w2_bias,
-                         const std::optional<at::Tensor>& expert_map, const std::string& activation,
-                         bool apply_router_weight_on_input, const std::string& act_quant,
-                         double swiglu_alpha, double swiglu_limit) {
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  fused_moe_out_cpu(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias, w2_bias,
-                    expert_map, activation, apply_router_weight_on_input, act_quant, swiglu_alpha,
-                    swiglu_limit, out);
-  return out;
-}
-
 }  // namespace
 }  // namespace int8_moe
 
 TORCH_LIBRARY_IMPL(int8_moe, CPU, m) {
-  m.impl("fused_moe", &int8_moe::fused_moe_cpu);
+  m.impl("fused_moe", &int8_moe::fused_moe_functional<&int8_moe::fused_moe_out_cpu>);
   m.impl("fused_moe.out", &int8_moe::fused_moe_out_cpu);
 }

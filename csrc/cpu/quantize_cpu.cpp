@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "../common/checks.h"
+#include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "../common/moe_math.h"
 
@@ -109,20 +110,10 @@ void quantize_rows_out_cpu(const at::Tensor& w, const std::optional<at::Tensor>&
                          q.mutable_data_ptr<int8_t>(), scale.mutable_data_ptr<float>(), rows, K,
                          compat, bad_weight_row, bad_amax_row);
   });
-  TORCH_CHECK(bad_weight_row.load() == kNoRow, "int8_moe::quantize_rows: w has a non-finite value in row ",
-              bad_weight_row.load(), " (rows counted over w.shape[:-1] flattened)");
-  TORCH_CHECK(bad_amax_row.load() == kNoRow, "int8_moe::quantize_rows: amax[", bad_amax_row.load(),
-              "] (flattened) is negative or non-finite");
-}
-
-std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& w,
-                                                     const std::optional<at::Tensor>& amax,
-                                                     bool compat) {
-  check_quantize_input("int8_moe::quantize_rows", w);
-  at::Tensor q = at::empty(w.sizes(), w.options().dtype(at::kChar));
-  at::Tensor scale = at::empty(w.sizes().slice(0, w.dim() - 1), w.options().dtype(at::kFloat));
-  quantize_rows_out_cpu(w, amax, compat, q, scale);
-  return {q, scale};
+  auto found = [](const std::atomic<int64_t>& slot) {
+    return slot.load() == kNoRow ? std::nullopt : std::optional<int64_t>(slot.load());
+  };
+  raise_quantize_errors(found(bad_weight_row), found(bad_amax_row));
 }
 
 }  // namespace
@@ -130,6 +121,6 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& w,
 
 TORCH_LIBRARY_IMPL(int8_moe, CPU, m) {
   m.impl("row_amax", &int8_moe::row_amax_cpu);
-  m.impl("quantize_rows", &int8_moe::quantize_rows_cpu);
+  m.impl("quantize_rows", &int8_moe::quantize_rows_functional<&int8_moe::quantize_rows_out_cpu>);
   m.impl("quantize_rows.out", &int8_moe::quantize_rows_out_cpu);
 }

@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
+#include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "dispatch.cuh"
 #include "moe_epilogue_kernels.cuh"
@@ -263,26 +264,10 @@ void fused_moe_out_cuda(const at::Tensor& x, const at::Tensor& w13, const at::Te
   });
 }
 
-at::Tensor fused_moe_cuda(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
-                          const at::Tensor& w13_scale, const at::Tensor& w2_scale,
-                          const at::Tensor& topk_weights, const at::Tensor& topk_ids,
-                          const std::optional<at::Tensor>& w13_bias,
-                          const std::optional<at::Tensor>& w2_bias,
-                          const std::optional<at::Tensor>& expert_map,
-                          const std::string& activation, bool apply_router_weight_on_input,
-                          const std::string& act_quant, double swiglu_alpha,
-                          double swiglu_limit) {
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  fused_moe_out_cuda(x, w13, w2, w13_scale, w2_scale, topk_weights, topk_ids, w13_bias, w2_bias,
-                     expert_map, activation, apply_router_weight_on_input, act_quant,
-                     swiglu_alpha, swiglu_limit, out);
-  return out;
-}
-
 }  // namespace
 }  // namespace int8_moe
 
 TORCH_LIBRARY_IMPL(int8_moe, CUDA, m) {
-  m.impl("fused_moe", &int8_moe::fused_moe_cuda);
+  m.impl("fused_moe", &int8_moe::fused_moe_functional<&int8_moe::fused_moe_out_cuda>);
   m.impl("fused_moe.out", &int8_moe::fused_moe_out_cuda);
 }

@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/all.h>
 
+#include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "dispatch.cuh"
 #include "quantize_kernels.cuh"
@@ -52,22 +53,11 @@ void quantize_rows_out_cuda(const at::Tensor& w, const std::optional<at::Tensor>
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor bad_host = bad.cpu();
-  const int64_t bad_weight = bad_host[0].item<int64_t>(), bad_amax = bad_host[1].item<int64_t>();
-  const int64_t none = static_cast<int64_t>(kNoBadRow);
-  TORCH_CHECK(bad_weight == none, "int8_moe::quantize_rows: w has a non-finite value in row ",
-              bad_weight, " (rows counted over w.shape[:-1] flattened)");
-  TORCH_CHECK(bad_amax == none, "int8_moe::quantize_rows: amax[", bad_amax,
-              "] (flattened) is negative or non-finite");
-}
-
-std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& w,
-                                                      const std::optional<at::Tensor>& amax,
-                                                      bool compat) {
-  check_quantize_input("int8_moe::quantize_rows", w);
-  at::Tensor q = at::empty(w.sizes(), w.options().dtype(at::kChar));
-  at::Tensor scale = at::empty(w.sizes().slice(0, w.dim() - 1), w.options().dtype(at::kFloat));
-  quantize_rows_out_cuda(w, amax, compat, q, scale);
-  return {q, scale};
+  auto found = [&](int i) {
+    const int64_t row = bad_host[i].item<int64_t>();
+    return row == static_cast<int64_t>(kNoBadRow) ? std::nullopt : std::optional<int64_t>(row);
+  };
+  raise_quantize_errors(found(0), found(1));
 }
 
 }  // namespace
@@ -75,6 +65,6 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& w,
 
 TORCH_LIBRARY_IMPL(int8_moe, CUDA, m) {
   m.impl("row_amax", &int8_moe::row_amax_cuda);
-  m.impl("quantize_rows", &int8_moe::quantize_rows_cuda);
+  m.impl("quantize_rows", &int8_moe::quantize_rows_functional<&int8_moe::quantize_rows_out_cuda>);
   m.impl("quantize_rows.out", &int8_moe::quantize_rows_out_cuda);
 }
