@@ -26,7 +26,8 @@ def _layer(method, w13, w2, expert_map=None):
     layer.activation, layer.apply_router_weight_on_input = "silu", False
     layer.expert_map = expert_map
     layer.quant_method = method
-    method.create_weights(layer, w13.shape[0], w13.shape[2], w2.shape[2], w13.dtype)
+    method.create_weights(layer, w13.shape[0], w13.shape[2], w2.shape[2], w13.dtype,
+                          device=w13.device)
     layer.w13_weight.data.copy_(w13)
     layer.w2_weight.data.copy_(w2)
     method.process_weights_after_loading(layer)
