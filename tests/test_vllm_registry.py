@@ -107,3 +107,29 @@ def test_method_quantizes_once_and_runs_our_kernel():
     expected = ref.fused_moe(x, layer.w13_weight, layer.w2_weight, layer.w13_scale,
                              layer.w2_scale, tw, ids)
     assert ((out.float() - expected).norm() / expected.norm()).item() < 1e-2
+
+
+def test_reload_requantizes_new_weights():
+    """vLLM's weight reloading hands the method fresh full-precision weights and clears the
+    processed flag; the method must quantize the new weights, not keep the old int8."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch import nn
+
+    import int8_moe.reference as ref
+    from int8_moe.vllm_integration import Int8MoEVllmMethod
+
+    E, H, I = 3, 32, 16
+    method = Int8MoEVllmMethod(SimpleNamespace(tp_size=1))
+    layer = nn.Module()
+    for seed in (0, 1):  # load, then reload different weights
+        g = torch.Generator().manual_seed(seed)
+        w13 = torch.randn(E, 2 * I, H, generator=g).bfloat16()
+        w2 = torch.randn(E, H, I, generator=g).bfloat16()
+        layer.w13_weight = nn.Parameter(w13.clone(), requires_grad=False)
+        layer.w2_weight = nn.Parameter(w2.clone(), requires_grad=False)
+        layer._already_called_process_weights_after_loading = False
+        method.process_weights_after_loading(layer)
+        q2, s2 = ref.quantize_rows(w2)
+        assert torch.equal(layer.w2_weight, q2) and torch.equal(layer.w2_scale, s2)
