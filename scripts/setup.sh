@@ -17,7 +17,7 @@ assert (major, minor) >= (2, 10), f"int8-moe needs torch >= 2.10, found {torch._
 print(f"[setup] torch {torch.__version__} (CUDA {torch.version.cuda})")
 PYEOF
 # Build tools and test dependencies (already-satisfied requirements need no network).
-"$PY" -m pip install -q "setuptools>=64" wheel ninja pytest safetensors
+"$PY" -m pip install -q "setuptools>=64" wheel ninja pytest hypothesis safetensors
 # Rebuild only when the sources, the build script or torch changed since the last build.
 stamp=python/int8_moe/.build_stamp
 want=$( (cat setup.py pyproject.toml; find csrc -type f | sort | xargs cat; "$PY" -c \
