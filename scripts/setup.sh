@@ -27,6 +27,14 @@ here=$(pwd -P)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd /tmp && "$PY" -c \
     "import int8_moe, os, sys; sys.exit(not os.path.realpath(int8_moe.__file__).startswith('$here/'))" \
     2>/dev/null); then
+  # Some GPU images point CC/CXX at a g++ wrapper under /opt/gcc whose builds crash while
+  # unwinding C++ exceptions (every TORCH_CHECK error became a segfault); use the system g++.
+  case "${CXX:-}" in /opt/gcc/*)
+    if [ -x /usr/bin/g++ ]; then
+      echo "[setup] CXX=$CXX is the /opt/gcc wrapper: building with /usr/bin/g++ instead"
+      export CC=/usr/bin/gcc CXX=/usr/bin/g++
+    fi ;;
+  esac
   echo "[setup] building int8_moe._C (MAX_JOBS=${MAX_JOBS:-$(nproc)})"
   # --no-build-isolation: build against the torch above; --no-deps: never resolve torch again.
   log=$(mktemp)
