@@ -116,10 +116,9 @@ def main():
             t88 = timed(lambda f=layer8, a=args: f(*a), graph=True)
             tb = timed(lambda f=bf16, a=args: f(*a), graph=True)
             tl = timed(lambda f=loop, a=args: f(*a), graph=False) if M <= 64 else float("nan")
-            err = ((layer(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
-                   / bf16(x, tw, ids).float().norm()).item()
-            err8 = ((layer8(x, tw, ids).float() - bf16(x, tw, ids).float()).norm()
-                    / bf16(x, tw, ids).float().norm()).item()
+            ref_out = bf16(x, tw, ids).float()  # the bf16 layer, computed once for both errors
+            err = ((layer(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
+            err8 = ((layer8(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
             rows.append(dict(model=name, M=M, int8_ms=t8, w8a8_ms=t88, bf16_ms=tb, loop_ms=tl,
                              floor_ms=floor_ms, pct_floor=100 * floor_ms / t8,
                              vs_bf16=tb / t8, w8a8_vs_bf16=tb / t88,
