@@ -111,11 +111,11 @@ def main():
             flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
             floor_ms = max(touched * per_expert_bytes / copy_gbs / 1e6,
                            flops / bf16_tflops / 1e9)
-            args = (x, tw, ids)
-            t8 = timed(lambda f=layer, a=args: f(*a), graph=True)
-            t88 = timed(lambda f=layer8, a=args: f(*a), graph=True)
-            tb = timed(lambda f=bf16, a=args: f(*a), graph=True)
-            tl = timed(lambda f=loop, a=args: f(*a), graph=False) if M <= 64 else float("nan")
+            inputs = (x, tw, ids)
+            t8 = timed(lambda f=layer, a=inputs: f(*a), graph=True)
+            t88 = timed(lambda f=layer8, a=inputs: f(*a), graph=True)
+            tb = timed(lambda f=bf16, a=inputs: f(*a), graph=True)
+            tl = timed(lambda f=loop, a=inputs: f(*a), graph=False) if M <= 64 else float("nan")
             ref_out = bf16(x, tw, ids).float()  # the bf16 layer, computed once for both errors
             err = ((layer(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
             err8 = ((layer8(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
