@@ -8,12 +8,15 @@ For each shape and token count M it times (all in this run, same inputs):
   loop         the naive per-expert PyTorch loop in bf16 (decode sizes only; it syncs)
 Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / bf16 matmul
 rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I.
+It also times the int8 layer with each kernel family forced (INT8_MOE_GEMM_PATH: decode at
+decode sizes, tiled everywhere, grouped_mm at prefill sizes), the table the dispatch is tuned by.
 Writes a CSV and a PNG (time against M for int8, bf16 and the floor, one panel per model).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -79,6 +82,23 @@ def loop_layer(w13, w2):
     return forward
 
 
+@contextlib.contextmanager
+def gemm_path(path: str):
+    old = os.environ.get("INT8_MOE_GEMM_PATH")
+    os.environ["INT8_MOE_GEMM_PATH"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["INT8_MOE_GEMM_PATH"]
+        else:
+            os.environ["INT8_MOE_GEMM_PATH"] = old
+
+
+def forced_paths(M: int) -> list[str]:
+    return (["decode"] if M <= 64 else []) + ["tiled"] + (["grouped_mm"] if M >= 1024 else [])
+
+
 def timed(fn, graph: bool) -> float:
     first = bench_ms(fn, warmup=1, reps=1)
     reps = int(max(5, min(100, 600 / max(first, 1e-3))))
@@ -96,6 +116,7 @@ def main():
     bf16_tflops = bf16_matmul_tflops()
     token_counts = [int(t) for t in args.tokens.split(",")]
     rows = []
+    path_rows = []
     for name in args.models.split(","):
         shape = PRESETS[name]
         w13, w2, _, _ = random_layer(shape, torch.bfloat16, "cuda")
@@ -116,6 +137,10 @@ def main():
             t88 = timed(lambda f=layer8, a=inputs: f(*a), graph=True)
             tb = timed(lambda f=bf16, a=inputs: f(*a), graph=True)
             tl = timed(lambda f=loop, a=inputs: f(*a), graph=False) if M <= 64 else float("nan")
+            for path in forced_paths(M):
+                with gemm_path(path):
+                    path_rows.append((name, M, path, timed(lambda f=layer, a=inputs: f(*a),
+                                                           graph=True)))
             ref_out = bf16(x, tw, ids).float()  # the bf16 layer, computed once for both errors
             err = ((layer(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
             err8 = ((layer8(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
@@ -141,6 +166,12 @@ def main():
               f"{r['bf16_ms']:.4f} | {r['loop_ms']:.3f} | {r['floor_ms']:.4f} | "
               f"{r['pct_floor']:.1f}% | {r['vs_bf16']:.2f}x | {r['w8a8_vs_bf16']:.2f}x | "
               f"{r['tflops']:.1f} | {r['gbs']:.0f} | {r['err_vs_bf16']:.1e} |")
+    print("\nint8 W8A16 with each kernel family forced (ms; the dispatch is tuned by this):")
+    print("| shape | M | path | ms | vs auto |")
+    print("|---|---|---|---|---|")
+    auto = {(r["model"], r["M"]): r["int8_ms"] for r in rows}
+    for name, M, path, ms in path_rows:
+        print(f"| {name} | {M} | {path} | {ms:.4f} | {auto[(name, M)] / ms:.2f}x |")
     with open(args.csv, "w") as f:
         f.write(",".join(cols) + "\n")
         for r in rows:

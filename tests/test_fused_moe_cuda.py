@@ -56,13 +56,60 @@ def test_activations_on_tensor_cores(activation, bias, M):
 
 
 # Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 16-token
-# tiles), 25 -> tiled MMA kernel, 100 -> grouped-GEMM prefill (bf16); fp16 never takes prefill.
+# tiles), 25 -> tiled MMA kernel (32-token tiles), 100 -> grouped-GEMM prefill (bf16 on sm_90+)
+# or the tiled kernel (128-token tiles).
 @pytest.mark.parametrize("M", [3, 50, 100, 400])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_every_kernel_path(M, dtype, activation):
     case = make_case(M, 512, 352, 8, 2, dtype=dtype, device="cuda", bias=True, seed=M)
     check(case, dtype, activation=activation)
+
+
+def grouped_mm_available(dtype):
+    return dtype == torch.bfloat16 and torch.cuda.get_device_capability()[0] >= 9
+
+
+# Each kernel family forced (INT8_MOE_GEMM_PATH) on the same inputs, whatever the token count:
+# H and I multiples of 16 but not of 64/128 (K and N tails inside a tile), uneven and empty
+# experts (n_used_experts), biases, both gated layouts.
+@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm"])
+@pytest.mark.parametrize("M", [1, 37, 300, 1100])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
+    if path == "grouped_mm" and not grouped_mm_available(dtype):
+        pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    case = make_case(M, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M,
+                     n_used_experts=9)
+    out = check(case, dtype, activation=activation)
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "auto")
+    auto = ops.fused_moe(*case.args(), **case.bias_kwargs(), activation=activation)
+    assert_moe_close(out, auto.float(), dtype)
+
+
+@pytest.mark.parametrize("path", ["decode", "tiled"])
+def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    case = make_case(500, 256, 112, 8, 1, device="cuda", seed=21, id_dtype=torch.int64)
+    check(case, apply_router_weight_on_input=True)
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    case = make_case(500, 256, 112, 8, 4, device="cuda", seed=22)
+    case.topk_ids = torch.randint(-2, 14, (500, 4), dtype=torch.int32, device="cuda")
+    check(case, expert_map=emap)
+
+
+def test_bad_gemm_path_knob_is_a_clear_error(monkeypatch):
+    case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "fastest")
+    with pytest.raises(RuntimeError, match="INT8_MOE_GEMM_PATH must be auto, decode, tiled"):
+        ops.fused_moe(*case.args())
+    if not grouped_mm_available(torch.float16):
+        monkeypatch.setenv("INT8_MOE_GEMM_PATH", "grouped_mm")
+        half = make_case(4, 256, 176, 8, 2, dtype=torch.float16, device="cuda", seed=23)
+        with pytest.raises(RuntimeError, match="grouped_mm needs bf16"):
+            ops.fused_moe(*half.args())
 
 
 @pytest.mark.parametrize("M", [1, 100])
@@ -103,8 +150,12 @@ def test_int64_ids_and_weight_on_input(M, dtype):
 
 
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
-@pytest.mark.parametrize("M", [2, 48, 512])  # decode, tiled MMA, prefill
-def test_cuda_graph_capture_and_replay(act_quant, M):
+@pytest.mark.parametrize("M, path", [(2, "auto"), (48, "auto"), (120, "auto"),  # decode, tiled
+                                     (512, "tiled"), (512, "grouped_mm")])
+def test_cuda_graph_capture_and_replay(monkeypatch, act_quant, M, path):
+    if path == "grouped_mm" and not grouped_mm_available(torch.bfloat16):
+        pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
     case = make_case(M, 256, 176, 8, 4, device="cuda", seed=8)
     static = [t.clone() for t in (case.x, case.topk_weights, case.topk_ids)]
     kw = dict(act_quant=act_quant)
@@ -157,6 +208,25 @@ def test_respects_current_device_stream():
         out = ops.fused_moe(*case.args())
     s.synchronize()
     assert torch.equal(out, ops.fused_moe(*case.args()))
+
+
+@pytest.mark.parametrize("M", [5, 700])
+def test_two_streams_at_once_match_one(M):
+    # Two layers' forwards in flight on two streams at the same time (separate workspaces from
+    # the caching allocator) give exactly what each gives alone on the default stream.
+    cases = [make_case(M, 512, 352, 16, 4, device="cuda", seed=30 + i) for i in range(2)]
+    alone = [ops.fused_moe(*c.args()) for c in cases]
+    streams = [torch.cuda.Stream() for _ in cases]
+    torch.cuda.synchronize()
+    outs = [[], []]
+    for _ in range(10):
+        for i, (c, s) in enumerate(zip(cases, streams, strict=True)):
+            with torch.cuda.stream(s):
+                outs[i].append(ops.fused_moe(*c.args()))
+    torch.cuda.synchronize()
+    for i in range(2):
+        for o in outs[i]:
+            assert torch.equal(o, alone[i])
 
 
 @pytest.mark.parametrize("E", [128, 257, 1500])  # the routing scan covers several experts a thread

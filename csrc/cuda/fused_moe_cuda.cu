@@ -8,13 +8,17 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
 #include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "dispatch.cuh"
 #include "moe_epilogue_kernels.cuh"
 #include "moe_gemm_decode.cuh"
 #include "moe_gemm_simt.cuh"
-#include "moe_gemm_wmma.cuh"
+#include "moe_gemm_tiled.cuh"
 #include "moe_prefill.cuh"
 #include "moe_routing.cuh"
 
@@ -69,10 +73,43 @@ void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Cached per device: the forward asks on every call.
 bool is_sm90_or_newer(int device) {
-  int major = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major >= 9;
+  static std::atomic<int> major[64] = {};  // 0: not yet asked
+  if (device < 0 || device >= 64) return false;
+  int m = major[device].load(std::memory_order_relaxed);
+  if (m == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, device));
+    major[device].store(m, std::memory_order_relaxed);
+  }
+  return m >= 9;
+}
+
+// The kernel family of the expert GEMMs. INT8_MOE_GEMM_PATH (decode | tiled | grouped_mm)
+// forces one where it applies, for tests and tuning; unset or "auto" picks by tokens per expert.
+enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm };
+
+// Above this many routes per expert (on average) torch's grouped GEMM on widened weights beats
+// the tiled kernel on an H100 (benchmarks/NOTES.md, variant 6: at 64 per expert the tiled kernel
+// takes 0.43x the time, at 256 it takes 1.1x, and 1.7-2.6x at 1024 and more).
+constexpr int64_t kGroupedMmMinPerExpert = 64;
+
+GemmPath choose_gemm_path(bool tensor_cores, bool grouped_mm_ok, int64_t per_expert) {
+  if (!tensor_cores) return GemmPath::kSimt;
+  const char* env = std::getenv("INT8_MOE_GEMM_PATH");
+  const std::string forced = env ? env : "";
+  if (forced == "decode") return GemmPath::kDecode;
+  if (forced == "tiled") return GemmPath::kTiled;
+  if (forced == "grouped_mm") {
+    TORCH_CHECK(grouped_mm_ok, "int8_moe::fused_moe: INT8_MOE_GEMM_PATH=grouped_mm needs bf16 "
+                "activations on sm_90 or newer");
+    return GemmPath::kGroupedMm;
+  }
+  TORCH_CHECK(forced.empty() || forced == "auto", "int8_moe::fused_moe: INT8_MOE_GEMM_PATH must "
+              "be auto, decode, tiled or grouped_mm, got '", forced, "'");
+  if (per_expert <= 16) return GemmPath::kDecode;
+  if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
+  return GemmPath::kTiled;
 }
 
 // Prefill: widen each weight stack to bf16 once (transient buffer of the layer's size) and run
@@ -134,15 +171,16 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
                     at::Tensor& out, cudaStream_t stream) {
   const int64_t n_routes = p.M * p.topk;
   const bool tensor_cores = !p.per_token && !std::is_same_v<T, float> &&
-                            wmma_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(), w2.data_ptr());
-  // Few tokens per expert (decode): the weight-streaming kernel; more: the tiled MMA kernel.
+                            tensor_core_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(),
+                                                  w2.data_ptr());
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
-  const bool decode = tensor_cores && per_expert <= 16;
-  // Many tokens per expert on sm_90+ with bf16: the grouped-GEMM prefill path.
-  const bool prefill = tensor_cores && std::is_same_v<T, __nv_bfloat16> && per_expert > 32 &&
-                       is_sm90_or_newer(x.get_device());
-  const int BM = decode ? (per_expert <= 8 ? 8 : 16)
-                        : (prefill ? 64 : (tensor_cores ? wmma_block_m(n_routes, p.E) : kSimtBM));
+  const bool grouped_mm_ok = std::is_same_v<T, __nv_bfloat16> && is_sm90_or_newer(x.get_device());
+  const GemmPath path = choose_gemm_path(tensor_cores, grouped_mm_ok, per_expert);
+  const bool prefill = path == GemmPath::kGroupedMm;
+  int BM = kSimtBM;
+  if (path == GemmPath::kDecode) BM = per_expert <= 8 ? 8 : 16;
+  if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
+  if (path == GemmPath::kGroupedMm) BM = 64;
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -185,16 +223,18 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
       at::Tensor inter = at::empty({capacity, p.I}, x.options());
       g1.out = inter.mutable_data_ptr();
       g2.a = inter.const_data_ptr();
-      if (decode) {
+      if (path == GemmPath::kDecode) {
         launch_decode_gemm<T, true>(g1, r.max_blocks, BM, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         launch_decode_gemm<T, false>(g2, r.max_blocks, BM, stream);
-      } else {
-        launch_wmma_gemm1<T>(g1, r.max_blocks, BM, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        launch_wmma_gemm2<T>(g2, r.max_blocks, BM, stream);
+      } else {
+        // (the template argument lists' commas would split a macro argument)
+        const cudaError_t e1 = launch_tiled_gemm<T, true>(g1, r.max_blocks, BM, stream);
+        C10_CUDA_CHECK(e1);
+        const cudaError_t e2 = launch_tiled_gemm<T, false>(g2, r.max_blocks, BM, stream);
+        C10_CUDA_CHECK(e2);
       }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   } else if (p.per_token) {
     at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));

@@ -1,6 +1,6 @@
 // Grouped expert GEMMs on CUDA cores: the general path. Every dtype, any K and N (no alignment
 // needed), W8A16 (fp32 accumulation) and W8A8 (int32 accumulation of int8 products). Aligned
-// bf16/fp16 W8A16 takes the tensor-core paths instead (moe_gemm_decode.cuh, moe_gemm_wmma.cuh,
+// bf16/fp16 W8A16 takes the tensor-core paths instead (moe_gemm_decode.cuh, moe_gemm_tiled.cuh,
 // moe_prefill.cuh). MoeGemmArgs, shared by all of them, is defined here.
 //
 // A CTA computes a tile of BM sorted routes (one expert) x 64 weight rows. GEMM1 (GATED) pairs

@@ -1,0 +1,238 @@
+// Grouped expert GEMMs for more than a few tokens per expert (bf16/fp16 W8A16): a tiled
+// tensor-core GEMM that reads the int8 weights once per tile and widens them in registers, so
+// no bf16 copy of the weights ever exists.
+//
+// Same "swap AB" MMA as the decode kernel (moe_gemm_decode.cuh): weight rows are the 16-row A
+// operand of mma.m16n8k16, tokens the 8-column B operand, and the K order inside each 64-wide
+// chunk is permuted identically for A and B (thread q of a quad owns bytes q*16 .. q*16+15 of a
+// weight row; k16 step b takes bytes b*4 .. b*4+3), so every shared-memory read is 16 bytes.
+//
+// CTA tile: 128 weight rows x BN sorted routes of one expert, 8 warps as 4 (rows) x 2 (tokens),
+// each warp 32 rows x BN/2 tokens. A 3-stage cp.async pipeline brings 64-wide K chunks of both
+// operands to shared memory (zero-filled beyond N, K and for padding routes). Token rows are
+// padded by 16 bytes so the quad reads hit distinct banks. GEMM1 (GATED): MMA rows 0..7 of each
+// 16-row tile are gate rows and 8..15 the matching up rows, so act() is applied in registers
+// and the tile writes act(g, u) for 64 intermediate columns. GEMM2: 128 output rows, written as
+// (acc * scale + bias) * router weight into each route's fp32 row. No split-K: deterministic.
+// Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned x / weights (tensor_core_supported).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "moe_gemm_decode.cuh"
+
+namespace int8_moe {
+
+constexpr int kTiledThreads = 256;
+constexpr int kTiledRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
+constexpr int kTiledBK = 64;     // K chunk per pipeline stage
+constexpr int kTiledStages = 3;
+constexpr int kTiledTokenBytes = kTiledBK * 2 + 16;  // one token's chunk in shared memory, padded
+
+inline bool tensor_core_supported(int64_t H, int64_t I, const void* x, const void* w13,
+                                  const void* w2) {
+  return H % 16 == 0 && I % 16 == 0 && is_aligned(x, 16) && is_aligned(w13, 16) &&
+         is_aligned(w2, 16);
+}
+
+template <int BN>
+constexpr int tiled_smem_bytes() {
+  return kTiledStages * (kTiledRows * kTiledBK + BN * kTiledTokenBytes);
+}
+
+// 16-byte global -> shared copy; src_bytes = 0 fills the destination with zeros (src unread).
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+template <typename T, int BN, bool GATED>
+__global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmArgs g) {
+  constexpr int NT = BN / 16;  // n8 tiles per warp
+  constexpr int A_BYTES = kTiledRows * kTiledBK;
+  constexpr int STAGE_BYTES = A_BYTES + BN * kTiledTokenBytes;
+  constexpr int B_PIECES = BN * (kTiledBK * 2 / 16) / kTiledThreads;  // 16-byte pieces per thread
+  static_assert(BN % 32 == 0 && B_PIECES >= 1, "BN must be a multiple of 32");
+  extern __shared__ __align__(16) unsigned char tiled_smem[];
+
+  const int e = g.block_expert[blockIdx.x];
+  if (e < 0) return;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int grp = lane / 4, q = lane % 4;
+  const int wr = warp % 4, wt = warp / 4;
+  const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t inter = g.N / 2;
+  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kTiledRows / 2 : kTiledRows);
+  const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
+  const T* A = static_cast<const T*>(g.a);
+
+  // Shared row r of the weight tile -> weight row (or -1 beyond N). GATED: rows 16m .. 16m+7
+  // are the gate rows and 16m+8 .. 16m+15 the up rows of intermediate columns 8m .. 8m+7.
+  auto weight_row = [&](int r) -> int64_t {
+    if constexpr (GATED) {
+      const int64_t j = tile0 + (r / 16) * 8 + r % 8;
+      if (j >= inter) return -1;
+      return (r / 8) % 2 ? up_row(g.act, j, inter) : gate_row(g.act, j, inter);
+    } else {
+      const int64_t n = tile0 + r;
+      return n < g.N ? n : -1;
+    }
+  };
+
+  // Loader: each thread copies 2 weight pieces (rows tid/4 and tid/4 + 64, bytes (tid%4)*16)
+  // and B_PIECES token pieces (token tid/8 + 32i, elements (tid%8)*8) per stage.
+  const int wpiece = tid % 4;
+  const int8_t* wsrc[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t row = weight_row(tid / 4 + 64 * i);
+    wsrc[i] = row < 0 ? nullptr : W + row * g.K + wpiece * 16;
+  }
+  const int bpiece = tid % 8;
+  const T* bsrc[B_PIECES];
+#pragma unroll
+  for (int i = 0; i < B_PIECES; ++i) {
+    const int64_t p = pos0 + tid / 8 + 32 * i;
+    const int32_t route = g.sorted_routes[p];
+    bsrc[i] = route < 0 ? nullptr
+                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * 8;
+  }
+  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(tiled_smem));
+  auto load_stage = [&](int slot, int64_t chunk) {
+    const int64_t k0 = chunk * kTiledBK;
+    const uint32_t sa = smem_base + slot * STAGE_BYTES;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const bool ok = wsrc[i] != nullptr && k0 + wpiece * 16 < g.K;
+      cp_async_16(sa + (tid / 4 + 64 * i) * kTiledBK + wpiece * 16, ok ? wsrc[i] + k0 : g.w, ok);
+    }
+    const uint32_t sb = sa + A_BYTES;
+#pragma unroll
+    for (int i = 0; i < B_PIECES; ++i) {
+      const bool ok = bsrc[i] != nullptr && k0 + bpiece * 8 < g.K;
+      cp_async_16(sb + (tid / 8 + 32 * i) * kTiledTokenBytes + bpiece * 16,
+                  ok ? static_cast<const void*>(bsrc[i] + k0) : g.a, ok);
+    }
+  };
+
+  float acc[2][NT][4] = {};
+  const int64_t chunks = (g.K + kTiledBK - 1) / kTiledBK;
+#pragma unroll
+  for (int s = 0; s < kTiledStages - 1; ++s) {
+    if (s < chunks) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int64_t c = 0; c < chunks; ++c) {
+    cp_async_wait<kTiledStages - 2>();
+    __syncthreads();  // chunk c has landed for every thread; slot (c - 1) % S is free again
+    {
+      const int64_t next = c + kTiledStages - 1;
+      if (next < chunks) load_stage(static_cast<int>(next % kTiledStages), next);
+      cp_async_commit();
+    }
+    const unsigned char* st = tiled_smem + (c % kTiledStages) * STAGE_BYTES;
+    uint4 wa[2][2];  // [m16 tile][MMA rows grp, grp + 8]
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        wa[m][h] = *reinterpret_cast<const uint4*>(
+            st + (wr * 32 + m * 16 + h * 8 + grp) * kTiledBK + q * 16);
+    const unsigned char* sb = st + A_BYTES + (wt * (BN / 2) + grp) * kTiledTokenBytes + q * 32;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // k16 steps 2*half and 2*half + 1
+      uint4 xb[NT];
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+        xb[n] = *reinterpret_cast<const uint4*>(sb + n * 8 * kTiledTokenBytes + half * 16);
+#pragma unroll
+      for (int bb = 0; bb < 2; ++bb) {
+        const int b = 2 * half + bb;
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+          const uint32_t r0 = b == 0 ? wa[m][0].x : b == 1 ? wa[m][0].y : b == 2 ? wa[m][0].z : wa[m][0].w;
+          const uint32_t r1 = b == 0 ? wa[m][1].x : b == 1 ? wa[m][1].y : b == 2 ? wa[m][1].z : wa[m][1].w;
+          const uint32_t a[4] = {widen_pair<T>(r0, 0), widen_pair<T>(r1, 0), widen_pair<T>(r0, 1),
+                                 widen_pair<T>(r1, 1)};
+#pragma unroll
+          for (int n = 0; n < NT; ++n)
+            mma_16816<T>(acc[m][n], a, bb ? xb[n].z : xb[n].x, bb ? xb[n].w : xb[n].y);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();  // nothing may be in flight into shared memory when the CTA exits
+
+  const T* bias = static_cast<const T*>(g.bias);
+  const int64_t base = static_cast<int64_t>(e) * g.N;
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    const int r = wr * 32 + m * 16 + grp;  // shared row of MMA row grp; grp + 8 is r + 8
+    const int64_t row[2] = {weight_row(r), weight_row(r + 8)};
+    float s[2], bv[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
+      bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile n
+        const int64_t p = pos0 + wt * (BN / 2) + n * 8 + 2 * q + i;
+        const int32_t route = g.sorted_routes[p];
+        if (route < 0) continue;
+        // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here.
+        const float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+        const float v0 = acc[m][n][i] * in_mul * s[0] + bv[0];
+        const float v1 = acc[m][n][2 + i] * in_mul * s[1] + bv[1];
+        if constexpr (GATED) {
+          if (row[0] < 0) continue;
+          const int64_t j = tile0 + (r / 16) * 8 + r % 8;
+          static_cast<T*>(g.out)[p * inter + j] =
+              Elem<T>::from_float(gated_activation(g.act, v0, v1, g.alpha, g.limit));
+        } else {
+          const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
+          float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
+          if (row[0] >= 0) out[row[0]] = v0 * w;
+          if (row[1] >= 0) out[row[1]] = v1 * w;
+        }
+      }
+    }
+  }
+}
+
+// Routes per tile for a given average number of routes per expert.
+inline int tiled_block_n(int64_t per_expert) {
+  return per_expert <= 32 ? 32 : (per_expert <= 64 ? 64 : 128);
+}
+
+template <typename T, int BN, bool GATED>
+cudaError_t launch_tiled_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
+  constexpr int smem = tiled_smem_bytes<BN>();
+  auto* kernel = &moe_gemm_tiled_kernel<T, BN, GATED>;
+  // Above 48 KB of dynamic shared memory needs an opt-in (per function, not a stream operation).
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, kTiledRows / 2) : ceil_div(g.N, kTiledRows);
+  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  kernel<<<grid, kTiledThreads, smem, stream>>>(g);
+  return cudaGetLastError();
+}
+
+// BN: routes per tile, tiled_block_n(); the routing must be aligned to the same BN.
+template <typename T, bool GATED>
+cudaError_t launch_tiled_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN,
+                              cudaStream_t stream) {
+  if (BN == 32) return launch_tiled_gemm_bn<T, 32, GATED>(g, max_blocks, stream);
+  if (BN == 64) return launch_tiled_gemm_bn<T, 64, GATED>(g, max_blocks, stream);
+  return launch_tiled_gemm_bn<T, 128, GATED>(g, max_blocks, stream);
+}
+
+}  // namespace int8_moe
