@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(256) widen_int8_kernel(const int8_t* __restric
   }
 }
 
-// inter[p, j] = act(h[p, gate] * s + b, h[p, up] * s + b) for rows holding a route.
+// inter[p, j] = act(h[p, gate] * s + b, h[p, up] * s + b) for rows holding a route, 0 for padding.
 template <typename T>
 __global__ void __launch_bounds__(256)
     gated_epilogue_kernel(const T* __restrict__ h, const int32_t* __restrict__ sorted_routes,
@@ -55,7 +55,10 @@ __global__ void __launch_bounds__(256)
                           int64_t inter, Activation act, float alpha, float limit,
                           T* __restrict__ out) {
   const int64_t p = blockIdx.x;
-  if (sorted_routes[p] < 0) return;
+  if (sorted_routes[p] < 0) {  // padding row: GEMM2 reads it (and drops the result), so define it
+    for (int64_t j = threadIdx.x; j < inter; j += 256) out[p * inter + j] = Elem<T>::from_float(0.0f);
+    return;
+  }
   const int64_t e = block_expert[p / BM];
   const T* hr = h + p * 2 * inter;
   const float* s = scale + e * 2 * inter;
