@@ -2,13 +2,14 @@
 
 import os as _os
 
-from . import ops, reference
+from . import act_modes, ops, reference
 from ._library import cuda_available
 from .method import Int8MoEQuantConfig, Int8OnlineMoEMethod
 from .module import Int8MoE
 from .ops import fused_moe, quantize_rows, row_amax
 
 __all__ = [
+    "act_modes",
     "ops",
     "reference",
     "cuda_available",

@@ -10,6 +10,7 @@ import torch
 
 from . import reference
 from ._library import cuda_available
+from .act_modes import LAYER_ACT_QUANT_MODES
 from .module import Int8MoE
 from .presets import PRESETS, MoEShape
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="layer shape (default: small on CPU, qwen3-30b-a3b on GPU)")
     d.add_argument("--tokens", type=int, default=64, help="tokens in the batch (M)")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    d.add_argument("--act-quant", choices=("none", "per_token"), default="none")
+    d.add_argument("--act-quant", choices=LAYER_ACT_QUANT_MODES, default="none")
     d.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     d.add_argument("--seed", type=int, default=0)
     sub.add_parser("presets", help="list the layer shapes")

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import ops
+from .act_modes import check_layer_act_quant, resolve_act_quant
 
 __all__ = ["Int8OnlineMoEMethod", "Int8MoEQuantConfig"]
 
@@ -48,7 +49,9 @@ class Int8OnlineMoEMethod:
     """Online per-channel int8 MoE method (mirrors vLLM's `Int8OnlineMoEMethod`).
 
     Args:
-        act_quant: "none" (W8A16, the default, as the original) or "per_token" (W8A8).
+        act_quant: "none" (W8A16, the default, as the original), "per_token" (W8A8), or "auto"
+            (W8A8 from a token count measured per device type, W8A16 below it; see
+            `int8_moe.act_modes`).
         compat: quantize with the original vLLM arithmetic, bit for bit.
         tp_group: process group whose ranks hold row shards of w2 (tensor parallel). The w2 row
             amax is MAX-all-reduced over it before scales are formed, so a sharded model
@@ -56,9 +59,7 @@ class Int8OnlineMoEMethod:
     """
 
     def __init__(self, act_quant: str = "none", compat: bool = False, tp_group=None):
-        if act_quant not in ops.ACT_QUANT_MODES:
-            raise ValueError(f"act_quant must be one of {ops.ACT_QUANT_MODES}, got {act_quant!r}")
-        self.act_quant = act_quant
+        self.act_quant = check_layer_act_quant(act_quant)
         self.compat = compat
         self.tp_group = tp_group
 
@@ -165,7 +166,7 @@ class Int8OnlineMoEMethod:
             expert_map=getattr(layer, "expert_map", None),
             activation=_activation_name(layer),
             apply_router_weight_on_input=getattr(layer, "apply_router_weight_on_input", False),
-            act_quant=cfg.act_quant,
+            act_quant=resolve_act_quant(cfg.act_quant, x),
         )
 
     # ---- helpers -----------------------------------------------------------------------

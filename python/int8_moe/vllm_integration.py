@@ -18,6 +18,7 @@ from vllm.model_executor.layers.quantization.utils.quant_utils import amax_for_m
 from vllm.model_executor.utils import replace_parameter
 
 from . import ops
+from .act_modes import check_layer_act_quant, resolve_act_quant
 from .method import _activation_name
 
 __all__ = ["Int8MoEConfig", "Int8MoEVllmMethod", "register_quantization_configs"]
@@ -34,7 +35,7 @@ class Int8MoEVllmMethod(OnlineMoEMethodBase):
 
     def __init__(self, moe, act_quant: str = "none"):
         super().__init__(moe)
-        self.act_quant = act_quant
+        self.act_quant = check_layer_act_quant(act_quant)
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         if getattr(layer, "_already_called_process_weights_after_loading", False):
@@ -67,7 +68,7 @@ class Int8MoEVllmMethod(OnlineMoEMethodBase):
             expert_map=layer.expert_map,
             activation=_activation_name(layer),
             apply_router_weight_on_input=layer.apply_router_weight_on_input,
-            act_quant=self.act_quant,
+            act_quant=resolve_act_quant(self.act_quant, x),
         )
 
 
