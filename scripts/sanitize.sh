@@ -3,7 +3,8 @@
 # the four in parallel on one GPU. Needs a built CUDA extension (scripts/gpu_check.sh builds one).
 # Usage: bash scripts/sanitize.sh [tool ...]      Logs: $OUT/sanitize_<tool>.log
 # SANITIZE_TIMEOUT=<seconds> bounds each tool's run (default: none).
-# Prints one line per tool: the sanitizer's error summary and pytest's result line.
+# Prints one line per tool (clean or FAIL, the sanitizer's summary, pytest's result line) and
+# exits non-zero unless every tool ran to the end with zero reports.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}; mkdir -p "$OUT"
@@ -24,18 +25,26 @@ tools=("$@"); [ ${#tools[@]} -eq 0 ] && tools=(memcheck racecheck initcheck sync
 # a smaller selection (still every kernel family, tails, empty experts and hostile ids).
 INITCHECK_SELECT="(forced_gemm_path and (37 or 300)) or hostile or two_streams \
 or (equals_cpu_on_every_path and bfloat16)"
+rm -f "$OUT"/sanitize_*.verdict
 for tool in "${tools[@]}"; do
   # The other tools check only this library's kernels (namespace int8_moe).
   filter=(--kernel-name kns=int8_moe) select=$SELECT
   [ "$tool" = initcheck ] && filter=() select=$INITCHECK_SELECT
   (
     timeout "${SANITIZE_TIMEOUT:-0}" compute-sanitizer --tool "$tool" "${filter[@]}" \
-      --print-limit 50 \
+      --print-limit 50 --error-exitcode 86 \
       python3 -m pytest tests/test_fused_moe_cuda.py tests/test_quantize_cuda.py -q \
       -p no:cacheprovider -k "$select" > "$OUT/sanitize_$tool.log" 2>&1
     rc=$?
-    echo "$tool (exit $rc): $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_$tool.log" | tail -1 | \
-      sed 's/=* *//') | $(grep -E '[0-9]+ (passed|failed)' "$OUT/sanitize_$tool.log" | tail -1)"
+    # Clean only with exit 0 and the tool's own summary saying zero (racecheck prints
+    # "RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)", the others
+    # "ERROR SUMMARY: 0 errors"); a crash, a timeout (124) or a missing summary is not clean.
+    summary=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitize_$tool.log" | tail -1 | sed 's/=* *//')
+    verdict=FAIL
+    [ $rc -eq 0 ] && echo "$summary" | grep -qE 'SUMMARY: 0 (errors|hazards)' && verdict=clean
+    echo "$tool: $verdict (exit $rc) ${summary:-no summary} | $(grep -E '[0-9]+ (passed|failed)' \
+      "$OUT/sanitize_$tool.log" | tail -1)" | tee "$OUT/sanitize_$tool.verdict"
   ) &
 done
 wait
+! grep -l FAIL "$OUT"/sanitize_*.verdict > /dev/null 2>&1
