@@ -9,24 +9,12 @@ M measured (int8_moe.act_modes.AUTO_PER_TOKEN_MIN_TOKENS["cpu"]). FLOPs = 2 * M 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import int8_moe
-from int8_moe.cli import random_layer, random_routing
+from int8_moe.cli import random_layer, random_routing, time_ms
 from int8_moe.presets import PRESETS, MoEShape
-
-
-def median_ms(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main():
@@ -50,8 +38,8 @@ def main():
         x = torch.randn(M, shape.hidden, dtype=torch.bfloat16)
         tw, ids = random_routing(M, shape, "cpu", M)
         inputs = (x, tw, ids)
-        t16 = median_ms(lambda a=inputs: layer["none"](*a), args.reps)
-        t8 = median_ms(lambda a=inputs: layer["per_token"](*a), args.reps)
+        t16 = time_ms(lambda a=inputs: layer["none"](*a), "cpu", args.reps)
+        t8 = time_ms(lambda a=inputs: layer["per_token"](*a), "cpu", args.reps)
         flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
         rows.append((M, t16, t8))
         print(f"| {M} | {t16:.2f} | {t8:.2f} | {t16 / t8:.2f}x | {flops / t16 / 1e6:.1f} | "

@@ -38,7 +38,7 @@ def random_routing(tokens: int, shape: MoEShape, device: str, seed: int = 1):
     return w.float().to(device), ids.to(torch.int32).to(device)
 
 
-def _time_ms(fn, device: str, reps: int) -> float:
+def time_ms(fn, device: str, reps: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(reps):
@@ -66,7 +66,7 @@ def demo(args: argparse.Namespace) -> None:
 
     bf16_bytes = (w13.numel() + w2.numel()) * w13.element_size()
     ref_fp32 = reference.fused_moe_dense(x, w13, w2, topk_w, topk_ids, **bias, **act)
-    bf16_ms = _time_ms(
+    bf16_ms = time_ms(
         lambda: reference.fused_moe_dense(
             x, w13, w2, topk_w, topk_ids, **bias, **act, compute_dtype=dtype
         ),
@@ -88,7 +88,7 @@ def demo(args: argparse.Namespace) -> None:
         for t in (layer.w13_weight, layer.w2_weight, layer.w13_scale, layer.w2_scale)
     )
     out = layer(x, topk_w, topk_ids)
-    int8_ms = _time_ms(lambda: layer(x, topk_w, topk_ids), device, args.reps)
+    int8_ms = time_ms(lambda: layer(x, topk_w, topk_ids), device, args.reps)
     err = ((out.float() - ref_fp32).norm() / ref_fp32.norm()).item()
 
     print(f"int8-moe demo: preset {preset} (H={shape.hidden}, I={shape.inter}, "
