@@ -55,7 +55,7 @@ def test_activations_on_tensor_cores(activation, bias, M):
     check(case, activation=activation)
 
 
-# Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 16-token
+# Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 32-token
 # tiles), 25 -> tiled MMA kernel (32-token tiles), 100 -> grouped-GEMM prefill (bf16 on sm_90+)
 # or the tiled kernel (128-token tiles).
 @pytest.mark.parametrize("M", [3, 50, 100, 400])

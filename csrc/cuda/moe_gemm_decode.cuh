@@ -24,6 +24,7 @@ namespace int8_moe {
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kDecodeBK = 64;
+constexpr int kDecodeAhead = 2;  // weight chunks prefetched per warp
 
 // Two int8 (bytes 2i, 2i+1 of w) widened to a packed pair of T (exact).
 template <typename T>
@@ -110,11 +111,19 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
       if (row[1] >= 0) w1 = __ldcs(reinterpret_cast<const uint4*>(W + row[1] * g.K + k));
     }
   };
-  uint4 next0, next1;
-  load_w(warp, next0, next1);
+  // kDecodeAhead chunks in flight per warp while it multiplies the current one: one was not
+  // enough bytes in flight per SM for GEMM2's long rows (Mixtral K = 14336: 1.94 TB/s).
+  uint4 ahead0[kDecodeAhead], ahead1[kDecodeAhead];
+#pragma unroll
+  for (int i = 0; i < kDecodeAhead; ++i) load_w(warp + i * kDecodeWarps, ahead0[i], ahead1[i]);
   for (int64_t c = warp; c < chunks; c += kDecodeWarps) {
-    const uint4 w0 = next0, w1 = next1;
-    load_w(c + kDecodeWarps, next0, next1);  // one chunk ahead, in flight during the MMAs
+    const uint4 w0 = ahead0[0], w1 = ahead1[0];
+#pragma unroll
+    for (int i = 0; i + 1 < kDecodeAhead; ++i) {
+      ahead0[i] = ahead0[i + 1];
+      ahead1[i] = ahead1[i + 1];
+    }
+    load_w(c + kDecodeAhead * kDecodeWarps, ahead0[kDecodeAhead - 1], ahead1[kDecodeAhead - 1]);
     const int64_t k = c * kDecodeBK + q * 16;
     const bool k_ok = k < g.K;
     uint2 xb[NT][4];
@@ -197,7 +206,7 @@ void launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaSt
   if (BM == 8)
     moe_gemm_decode_kernel<T, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
   else
-    moe_gemm_decode_kernel<T, 2, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+    moe_gemm_decode_kernel<T, 4, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
 }
 
 }  // namespace int8_moe
