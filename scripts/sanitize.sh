@@ -17,7 +17,7 @@ export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 # W8A8 and fp32 paths; many experts (routing scan); two streams at once; every quantization path,
 # unaligned views and non-finite rows. Left out: graph capture (it needs the caching allocator),
 # the full model shapes and > 2^31 elements (minutes under instrumentation, same kernels).
-SELECT="forced or hostile or weight_on_input or every_kernel_path or per_token_and_fp32 \
+SELECT="forced or w8a8 or hostile or weight_on_input or every_kernel_path or per_token_and_fp32 \
 or (many_experts and not 1500) or two_streams or equals_cpu_on_every_path or unaligned \
 or non_finite"
 tools=("$@"); [ ${#tools[@]} -eq 0 ] && tools=(memcheck racecheck initcheck synccheck)

@@ -170,7 +170,8 @@ def test_deterministic(device, act_quant):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_w8a8_int32_accumulation_is_exact(device):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # CUDA: CUDA cores, int8 MMA
+def test_w8a8_int32_accumulation_is_exact(device, dtype):
     """W8A8 GEMM2 sums reach ~2.6e7 > 2^24, where fp32 accumulation would round: the output
     must equal fp32(exact integer sum) * a_scale bit for bit.
 
@@ -188,7 +189,7 @@ def test_w8a8_int32_accumulation_is_exact(device):
     s2 = torch.ones(1, H)
     ids = torch.zeros(1, 1, dtype=torch.int32)
     tw = torch.ones(1, 1)
-    out = ops.fused_moe(*(t.to(device) for t in (x, w1, w2, s1, s2, tw, ids)),
+    out = ops.fused_moe(x.to(device, dtype), *(t.to(device) for t in (w1, w2, s1, s2, tw, ids)),
                         act_quant="per_token").cpu()
 
     h = (x.long() @ w1[0].long().T).float() * (1.0 / 4096)  # exact integer acc, one rounding
@@ -198,7 +199,7 @@ def test_w8a8_int32_accumulation_is_exact(device):
     acc2 = aq.long() @ w2[0].long().T  # exact
     assert acc2.min() > 2**24
     expected = acc2.float() * a_scale
-    assert torch.equal(out, expected)
+    assert torch.equal(out, expected.to(dtype))  # one rounding to the output dtype
     # The test can tell: sequential fp32 accumulation lands elsewhere in some columns.
     fp32_acc = torch.zeros(H)
     for i in range(I):  # sequential fp32 accumulation over the reduction dim

@@ -89,6 +89,17 @@ def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
     assert_moe_close(out, auto.float(), dtype)
 
 
+# W8A8 with bf16/fp16 activations and aligned shapes runs on the int8 tensor cores (tiled kernel
+# with int8 activations, 32/64/128-route tiles): tails, empty experts, biases, both gated layouts.
+@pytest.mark.parametrize("M", [1, 37, 300, 1100])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_w8a8_tensor_cores(M, dtype, activation):
+    case = make_case(M, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M,
+                     n_used_experts=9)
+    check(case, dtype, act_quant="per_token", activation=activation)
+
+
 @pytest.mark.parametrize("path", ["decode", "tiled"])
 def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)

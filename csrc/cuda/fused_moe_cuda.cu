@@ -170,9 +170,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
                     const std::optional<at::Tensor>& expert_map, const MoeProblem& p,
                     at::Tensor& out, cudaStream_t stream) {
   const int64_t n_routes = p.M * p.topk;
-  const bool tensor_cores = !p.per_token && !std::is_same_v<T, float> &&
-                            tensor_core_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(),
-                                                  w2.data_ptr());
+  const bool aligned = !std::is_same_v<T, float> &&
+                       tensor_core_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(), w2.data_ptr());
+  const bool tensor_cores = !p.per_token && aligned;
+  // W8A8 on the int8 tensor cores (the tiled kernel with int8 activations).
+  const bool int8_mma = p.per_token && aligned;
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
   const bool grouped_mm_ok = std::is_same_v<T, __nv_bfloat16> && is_sm90_or_newer(x.get_device());
   const GemmPath path = choose_gemm_path(tensor_cores, grouped_mm_ok, per_expert);
@@ -183,6 +185,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kDecode) BM = per_expert <= 8 ? 8 : 32;
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
+  if (int8_mma) BM = tiled_block_n(per_expert);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -232,9 +235,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
         // (the template argument lists' commas would split a macro argument)
-        const cudaError_t e1 = launch_tiled_gemm<T, true>(g1, r.max_blocks, BM, stream);
+        const cudaError_t e1 = launch_tiled_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
         C10_CUDA_CHECK(e1);
-        const cudaError_t e2 = launch_tiled_gemm<T, false>(g2, r.max_blocks, BM, stream);
+        const cudaError_t e2 = launch_tiled_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
         C10_CUDA_CHECK(e2);
       }
     }
@@ -252,12 +255,22 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
-    launch_simt<int8_t, T, true, true>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
+    if (int8_mma) {
+      const cudaError_t e1 = launch_tiled_gemm<T, int8_t, true>(g1, r.max_blocks, BM, stream);
+      C10_CUDA_CHECK(e1);
+    } else {
+      launch_simt<int8_t, T, true, true>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
+    }
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    launch_simt<int8_t, T, false, true>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
+    if (int8_mma) {
+      const cudaError_t e2 = launch_tiled_gemm<T, int8_t, false>(g2, r.max_blocks, BM, stream);
+      C10_CUDA_CHECK(e2);
+    } else {
+      launch_simt<int8_t, T, false, true>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
+    }
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();

@@ -15,9 +15,17 @@
 // and the tile writes act(g, u) for 64 intermediate columns. GEMM2: 128 output rows, written as
 // (acc * scale + bias) * router weight into each route's fp32 row. No split-K: deterministic.
 // Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned x / weights (tensor_core_supported).
+//
+// W8A8 (AT = int8_t): the A operand is the per-token int8 activation (a_scale per A row) and the
+// MMA is mma.m16n8k32.s8 with int32 accumulation: no widening. Thread q's 16 bytes of a 64-wide
+// chunk feed both k32 steps (step s: bytes 8s .. 8s+3 -> logical k 4q..4q+3, bytes 8s+4 .. 8s+7
+// -> logical k 16+4q..), so a token's 64 int8 are read as one 16-byte load. The epilogue is
+// float(acc) * a_scale * w_scale; GEMM1 writes the fp32 intermediate (quantized per token next).
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "moe_gemm_decode.cuh"
 
@@ -27,7 +35,12 @@ constexpr int kTiledThreads = 256;
 constexpr int kTiledRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
 constexpr int kTiledBK = 64;     // K chunk per pipeline stage
 constexpr int kTiledStages = 3;
-constexpr int kTiledTokenBytes = kTiledBK * 2 + 16;  // one token's chunk in shared memory, padded
+// One token's chunk in shared memory: bf16/fp16 rows padded by 16 bytes (conflict-free quad
+// reads at a 144-byte stride); 64-byte int8 rows are conflict-free unpadded.
+template <typename AT>
+constexpr int tiled_token_bytes() {
+  return sizeof(AT) == 1 ? kTiledBK : kTiledBK * 2 + 16;
+}
 
 inline bool tensor_core_supported(int64_t H, int64_t I, const void* x, const void* w13,
                                   const void* w2) {
@@ -35,9 +48,22 @@ inline bool tensor_core_supported(int64_t H, int64_t I, const void* x, const voi
          is_aligned(w2, 16);
 }
 
-template <int BN>
+template <typename AT, int BN>
 constexpr int tiled_smem_bytes() {
-  return kTiledStages * (kTiledRows * kTiledBK + BN * kTiledTokenBytes);
+  return kTiledStages * (kTiledRows * kTiledBK + BN * tiled_token_bytes<AT>());
+}
+
+__device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
 // 16-byte global -> shared copy; src_bytes = 0 fills the destination with zeros (src unread).
@@ -51,13 +77,19 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-template <typename T, int BN, bool GATED>
+// T: the activation dtype (output, bias); AT: what the A operand holds, T or int8_t (W8A8).
+template <typename T, typename AT, int BN, bool GATED>
 __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmArgs g) {
+  constexpr bool INT8 = std::is_same_v<AT, int8_t>;
+  using Acc = std::conditional_t<INT8, int, float>;
   constexpr int NT = BN / 16;  // n8 tiles per warp
   constexpr int A_BYTES = kTiledRows * kTiledBK;
-  constexpr int STAGE_BYTES = A_BYTES + BN * kTiledTokenBytes;
-  constexpr int B_PIECES = BN * (kTiledBK * 2 / 16) / kTiledThreads;  // 16-byte pieces per thread
-  static_assert(BN % 32 == 0 && B_PIECES >= 1, "BN must be a multiple of 32");
+  constexpr int TOKEN_BYTES = tiled_token_bytes<AT>();
+  constexpr int STAGE_BYTES = A_BYTES + BN * TOKEN_BYTES;
+  constexpr int PIECES_PER_TOKEN = kTiledBK * static_cast<int>(sizeof(AT)) / 16;  // 16 bytes each
+  constexpr int ELEMS_PER_PIECE = 16 / static_cast<int>(sizeof(AT));
+  constexpr int B_PIECES = (BN * PIECES_PER_TOKEN + kTiledThreads - 1) / kTiledThreads;
+  static_assert(BN % 32 == 0, "BN must be a multiple of 32");
   extern __shared__ __align__(16) unsigned char tiled_smem[];
 
   const int e = g.block_expert[blockIdx.x];
@@ -69,7 +101,7 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
   const int64_t inter = g.N / 2;
   const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kTiledRows / 2 : kTiledRows);
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
-  const T* A = static_cast<const T*>(g.a);
+  const AT* A = static_cast<const AT*>(g.a);
 
   // Shared row r of the weight tile -> weight row (or -1 beyond N). GATED: rows 16m .. 16m+7
   // are the gate rows and 16m+8 .. 16m+15 the up rows of intermediate columns 8m .. 8m+7.
@@ -85,7 +117,7 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
   };
 
   // Loader: each thread copies 2 weight pieces (rows tid/4 and tid/4 + 64, bytes (tid%4)*16)
-  // and B_PIECES token pieces (token tid/8 + 32i, elements (tid%8)*8) per stage.
+  // and up to B_PIECES token pieces (piece tid + 256i: token / PIECES_PER_TOKEN) per stage.
   const int wpiece = tid % 4;
   const int8_t* wsrc[2];
 #pragma unroll
@@ -93,14 +125,18 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
     const int64_t row = weight_row(tid / 4 + 64 * i);
     wsrc[i] = row < 0 ? nullptr : W + row * g.K + wpiece * 16;
   }
-  const int bpiece = tid % 8;
-  const T* bsrc[B_PIECES];
+  const int bpiece = tid % PIECES_PER_TOKEN;
+  const AT* bsrc[B_PIECES];
 #pragma unroll
   for (int i = 0; i < B_PIECES; ++i) {
-    const int64_t p = pos0 + tid / 8 + 32 * i;
-    const int32_t route = g.sorted_routes[p];
-    bsrc[i] = route < 0 ? nullptr
-                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * 8;
+    const int idx = tid + kTiledThreads * i;
+    bsrc[i] = nullptr;
+    if (idx < BN * PIECES_PER_TOKEN) {
+      const int64_t p = pos0 + idx / PIECES_PER_TOKEN;
+      const int32_t route = g.sorted_routes[p];
+      if (route >= 0)
+        bsrc[i] = A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * ELEMS_PER_PIECE;
+    }
   }
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(tiled_smem));
   auto load_stage = [&](int slot, int64_t chunk) {
@@ -114,13 +150,15 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
     const uint32_t sb = sa + A_BYTES;
 #pragma unroll
     for (int i = 0; i < B_PIECES; ++i) {
-      const bool ok = bsrc[i] != nullptr && k0 + bpiece * 8 < g.K;
-      cp_async_16(sb + (tid / 8 + 32 * i) * kTiledTokenBytes + bpiece * 16,
+      const int idx = tid + kTiledThreads * i;
+      if (idx >= BN * PIECES_PER_TOKEN) continue;
+      const bool ok = bsrc[i] != nullptr && k0 + bpiece * ELEMS_PER_PIECE < g.K;
+      cp_async_16(sb + (idx / PIECES_PER_TOKEN) * TOKEN_BYTES + bpiece * 16,
                   ok ? static_cast<const void*>(bsrc[i] + k0) : g.a, ok);
     }
   };
 
-  float acc[2][NT][4] = {};
+  Acc acc[2][NT][4] = {};
   const int64_t chunks = (g.K + kTiledBK - 1) / kTiledBK;
 #pragma unroll
   for (int s = 0; s < kTiledStages - 1; ++s) {
@@ -143,25 +181,43 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
       for (int h = 0; h < 2; ++h)
         wa[m][h] = *reinterpret_cast<const uint4*>(
             st + (wr * 32 + m * 16 + h * 8 + grp) * kTiledBK + q * 16);
-    const unsigned char* sb = st + A_BYTES + (wt * (BN / 2) + grp) * kTiledTokenBytes + q * 32;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {  // k16 steps 2*half and 2*half + 1
+    if constexpr (INT8) {
+      const unsigned char* sb = st + A_BYTES + (wt * (BN / 2) + grp) * TOKEN_BYTES + q * 16;
       uint4 xb[NT];
 #pragma unroll
       for (int n = 0; n < NT; ++n)
-        xb[n] = *reinterpret_cast<const uint4*>(sb + n * 8 * kTiledTokenBytes + half * 16);
+        xb[n] = *reinterpret_cast<const uint4*>(sb + n * 8 * TOKEN_BYTES);
 #pragma unroll
-      for (int bb = 0; bb < 2; ++bb) {
-        const int b = 2 * half + bb;
+      for (int step = 0; step < 2; ++step) {  // k32 steps: bytes 8*step .. 8*step + 7
 #pragma unroll
         for (int m = 0; m < 2; ++m) {
-          const uint32_t r0 = b == 0 ? wa[m][0].x : b == 1 ? wa[m][0].y : b == 2 ? wa[m][0].z : wa[m][0].w;
-          const uint32_t r1 = b == 0 ? wa[m][1].x : b == 1 ? wa[m][1].y : b == 2 ? wa[m][1].z : wa[m][1].w;
-          const uint32_t a[4] = {widen_pair<T>(r0, 0), widen_pair<T>(r1, 0), widen_pair<T>(r0, 1),
-                                 widen_pair<T>(r1, 1)};
+          const uint32_t a[4] = {word(wa[m][0], 2 * step), word(wa[m][1], 2 * step),
+                                 word(wa[m][0], 2 * step + 1), word(wa[m][1], 2 * step + 1)};
 #pragma unroll
           for (int n = 0; n < NT; ++n)
-            mma_16816<T>(acc[m][n], a, bb ? xb[n].z : xb[n].x, bb ? xb[n].w : xb[n].y);
+            mma_16832_s8(acc[m][n], a, word(xb[n], 2 * step), word(xb[n], 2 * step + 1));
+        }
+      }
+    } else {
+      const unsigned char* sb = st + A_BYTES + (wt * (BN / 2) + grp) * TOKEN_BYTES + q * 32;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // k16 steps 2*half and 2*half + 1
+        uint4 xb[NT];
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+          xb[n] = *reinterpret_cast<const uint4*>(sb + n * 8 * TOKEN_BYTES + half * 16);
+#pragma unroll
+        for (int bb = 0; bb < 2; ++bb) {
+          const int b = 2 * half + bb;
+#pragma unroll
+          for (int m = 0; m < 2; ++m) {
+            const uint32_t r0 = word(wa[m][0], b), r1 = word(wa[m][1], b);
+            const uint32_t a[4] = {widen_pair<T>(r0, 0), widen_pair<T>(r1, 0),
+                                   widen_pair<T>(r0, 1), widen_pair<T>(r1, 1)};
+#pragma unroll
+            for (int n = 0; n < NT; ++n)
+              mma_16816<T>(acc[m][n], a, word(xb[n], 2 * bb), word(xb[n], 2 * bb + 1));
+          }
         }
       }
     }
@@ -187,15 +243,20 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
         const int64_t p = pos0 + wt * (BN / 2) + n * 8 + 2 * q + i;
         const int32_t route = g.sorted_routes[p];
         if (route < 0) continue;
-        // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here.
-        const float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
-        const float v0 = acc[m][n][i] * in_mul * s[0] + bv[0];
-        const float v1 = acc[m][n][2 + i] * in_mul * s[1] + bv[1];
+        // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here;
+        // W8A8: the int8 A row's scale too.
+        float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+        if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
+        const float v0 = static_cast<float>(acc[m][n][i]) * in_mul * s[0] + bv[0];
+        const float v1 = static_cast<float>(acc[m][n][2 + i]) * in_mul * s[1] + bv[1];
         if constexpr (GATED) {
           if (row[0] < 0) continue;
           const int64_t j = tile0 + (r / 16) * 8 + r % 8;
-          static_cast<T*>(g.out)[p * inter + j] =
-              Elem<T>::from_float(gated_activation(g.act, v0, v1, g.alpha, g.limit));
+          const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
+          if constexpr (INT8)
+            static_cast<float*>(g.out)[p * inter + j] = a;  // quantized per token next
+          else
+            static_cast<T*>(g.out)[p * inter + j] = Elem<T>::from_float(a);
         } else {
           const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
           float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
@@ -212,10 +273,10 @@ inline int tiled_block_n(int64_t per_expert) {
   return per_expert <= 32 ? 32 : (per_expert <= 64 ? 64 : 128);
 }
 
-template <typename T, int BN, bool GATED>
+template <typename T, typename AT, int BN, bool GATED>
 cudaError_t launch_tiled_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  constexpr int smem = tiled_smem_bytes<BN>();
-  auto* kernel = &moe_gemm_tiled_kernel<T, BN, GATED>;
+  constexpr int smem = tiled_smem_bytes<AT, BN>();
+  auto* kernel = &moe_gemm_tiled_kernel<T, AT, BN, GATED>;
   // Above 48 KB of dynamic shared memory needs an opt-in (per function, not a stream operation).
   const cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -227,12 +288,13 @@ cudaError_t launch_tiled_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
 }
 
 // BN: routes per tile, tiled_block_n(); the routing must be aligned to the same BN.
-template <typename T, bool GATED>
+// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row).
+template <typename T, typename AT, bool GATED>
 cudaError_t launch_tiled_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN,
                               cudaStream_t stream) {
-  if (BN == 32) return launch_tiled_gemm_bn<T, 32, GATED>(g, max_blocks, stream);
-  if (BN == 64) return launch_tiled_gemm_bn<T, 64, GATED>(g, max_blocks, stream);
-  return launch_tiled_gemm_bn<T, 128, GATED>(g, max_blocks, stream);
+  if (BN == 32) return launch_tiled_gemm_bn<T, AT, 32, GATED>(g, max_blocks, stream);
+  if (BN == 64) return launch_tiled_gemm_bn<T, AT, 64, GATED>(g, max_blocks, stream);
+  return launch_tiled_gemm_bn<T, AT, 128, GATED>(g, max_blocks, stream);
 }
 
 }  // namespace int8_moe

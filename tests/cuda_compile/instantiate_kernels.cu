@@ -32,14 +32,20 @@ template __global__ void moe_gemm_simt_kernel<__nv_bfloat16, __nv_bfloat16, true
 template __global__ void moe_gemm_simt_kernel<float, __nv_bfloat16, false, false>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<int8_t, __nv_bfloat16, true, true>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<int8_t, __nv_bfloat16, false, true>(MoeGemmArgs);
-template cudaError_t launch_tiled_gemm<__nv_bfloat16, true>(const MoeGemmArgs&, int64_t, int,
-                                                            cudaStream_t);
-template cudaError_t launch_tiled_gemm<__nv_bfloat16, false>(const MoeGemmArgs&, int64_t, int,
+template cudaError_t launch_tiled_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&,
+                                                                           int64_t, int,
+                                                                           cudaStream_t);
+template cudaError_t launch_tiled_gemm<__nv_bfloat16, __nv_bfloat16, false>(const MoeGemmArgs&,
+                                                                            int64_t, int,
+                                                                            cudaStream_t);
+template cudaError_t launch_tiled_gemm<__half, __half, true>(const MoeGemmArgs&, int64_t, int,
                                                              cudaStream_t);
-template cudaError_t launch_tiled_gemm<__half, true>(const MoeGemmArgs&, int64_t, int,
-                                                     cudaStream_t);
-template cudaError_t launch_tiled_gemm<__half, false>(const MoeGemmArgs&, int64_t, int,
-                                                      cudaStream_t);
+template cudaError_t launch_tiled_gemm<__half, __half, false>(const MoeGemmArgs&, int64_t, int,
+                                                              cudaStream_t);
+template cudaError_t launch_tiled_gemm<__nv_bfloat16, int8_t, true>(const MoeGemmArgs&, int64_t,
+                                                                    int, cudaStream_t);
+template cudaError_t launch_tiled_gemm<__nv_bfloat16, int8_t, false>(const MoeGemmArgs&, int64_t,
+                                                                     int, cudaStream_t);
 template __global__ void quantize_act_rows_kernel<float>(const float*, int64_t, const float*,
                                                          const int32_t*, int8_t*, float*);
 template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t>(
