@@ -38,9 +38,12 @@ void quantize_rows_out_cuda(const at::Tensor& w, const std::optional<at::Tensor>
   if (rows == 0) return;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // Error slots, read back below: quantization runs at load time, so this one host sync is
-  // fine (the forward never syncs).
-  at::Tensor bad = at::full({2}, static_cast<int64_t>(kNoBadRow), w.options().dtype(at::kLong));
+  // fine (the forward never syncs). Set by a memset (kNoBadRow is all ones) and read through
+  // pinned memory: no fill kernel and no pageable copy in the gap between two tensors.
+  static_assert(kNoBadRow == ~0ull, "the memset below writes all-ones");
+  at::Tensor bad = at::empty({2}, w.options().dtype(at::kLong));
   auto* bad_ptr = reinterpret_cast<unsigned long long*>(bad.mutable_data_ptr<int64_t>());
+  C10_CUDA_CHECK(cudaMemsetAsync(bad_ptr, 0xFF, 2 * sizeof(unsigned long long), stream));
   const float* amax_ptr = amax.has_value() ? amax->const_data_ptr<float>() : nullptr;
   INT8_MOE_DISPATCH_FLOAT(w.scalar_type(), "int8_moe::quantize_rows", T, [&] {
     const T* w_ptr = reinterpret_cast<const T*>(w.const_data_ptr());
@@ -52,9 +55,12 @@ void quantize_rows_out_cuda(const at::Tensor& w, const std::optional<at::Tensor>
       launch_quantize_rows<T, false>(w_ptr, amax_ptr, q_ptr, s_ptr, rows, K, bad_ptr, stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor bad_host = bad.cpu();
+  at::Tensor bad_host = at::empty({2}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  C10_CUDA_CHECK(cudaMemcpyAsync(bad_host.mutable_data_ptr<int64_t>(), bad_ptr,
+                                 2 * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
+  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
   auto found = [&](int i) {
-    const int64_t row = bad_host[i].item<int64_t>();
+    const int64_t row = bad_host.const_data_ptr<int64_t>()[i];
     return row == static_cast<int64_t>(kNoBadRow) ? std::nullopt : std::optional<int64_t>(row);
   };
   raise_quantize_errors(found(0), found(1));
