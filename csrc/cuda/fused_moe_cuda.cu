@@ -185,7 +185,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kDecode) BM = per_expert <= 8 ? 8 : 32;
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
-  if (int8_mma) BM = tiled_block_n(per_expert);
+  // W8A8 on int8 tensor cores: the decode kernel up to 16 routes per expert, else the tiled one.
+  const bool int8_decode = int8_mma && per_expert <= 16;
+  if (int8_mma) BM = int8_decode ? (per_expert <= 8 ? 8 : 32) : tiled_block_n(per_expert);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -229,9 +231,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
       g1.out = inter.mutable_data_ptr();
       g2.a = inter.const_data_ptr();
       if (path == GemmPath::kDecode) {
-        launch_decode_gemm<T, true>(g1, r.max_blocks, BM, stream);
+        launch_decode_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        launch_decode_gemm<T, false>(g2, r.max_blocks, BM, stream);
+        launch_decode_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
         // (the template argument lists' commas would split a macro argument)
@@ -255,7 +257,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
-    if (int8_mma) {
+    if (int8_decode) {
+      launch_decode_gemm<T, int8_t, true>(g1, r.max_blocks, BM, stream);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else if (int8_mma) {
       const cudaError_t e1 = launch_tiled_gemm<T, int8_t, true>(g1, r.max_blocks, BM, stream);
       C10_CUDA_CHECK(e1);
     } else {
@@ -265,7 +270,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    if (int8_mma) {
+    if (int8_decode) {
+      launch_decode_gemm<T, int8_t, false>(g2, r.max_blocks, BM, stream);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else if (int8_mma) {
       const cudaError_t e2 = launch_tiled_gemm<T, int8_t, false>(g2, r.max_blocks, BM, stream);
       C10_CUDA_CHECK(e2);
     } else {

@@ -11,11 +11,17 @@
 // GEMM1 tile: 8 intermediate columns; MMA rows 0..7 are their gate rows and 8..15 their up
 // rows, so each thread holds gate and up of the same (column, token) and applies act() in
 // registers. GEMM2 tile: 16 output rows.
+//
+// W8A8 (AT = int8_t): int8 activation rows (a_scale per row), mma.m16n8k32.s8 with int32
+// accumulation and no widening; a token's 16 bytes of a chunk feed both k32 steps (step s:
+// bytes 8s .. 8s+3 and 8s+4 .. 8s+7, the same permutation for A and B). GEMM1 writes fp32.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "moe_gemm_simt.cuh"
 
@@ -50,6 +56,19 @@ __device__ __forceinline__ uint32_t widen_pair<__half>(uint32_t w, int i) {
   return *reinterpret_cast<const uint32_t*>(&r);
 }
 
+__device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                           uint32_t b1) {
@@ -68,8 +87,11 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 }
 
-template <typename T, int NT, bool GATED>
+// T: the activation dtype (output, bias); AT: what the B operand holds, T or int8_t (W8A8).
+template <typename T, typename AT, int NT, bool GATED>
 __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemmArgs g) {
+  constexpr bool INT8 = std::is_same_v<AT, int8_t>;
+  using Acc = std::conditional_t<INT8, int, float>;
   constexpr int BM = 8 * NT;
   const int e = g.block_expert[blockIdx.x];
   if (e < 0) return;
@@ -91,8 +113,8 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
   }
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   // B operand: token (column) grp of each n-tile.
-  const T* A = static_cast<const T*>(g.a);
-  const T* brow[NT];
+  const AT* A = static_cast<const AT*>(g.a);
+  const AT* brow[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int64_t p = pos0 + t * 8 + grp;
@@ -100,7 +122,7 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
     brow[t] = route < 0 ? nullptr : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K;
   }
 
-  float acc[NT][4] = {};
+  Acc acc[NT][4] = {};
   const int64_t chunks = (g.K + kDecodeBK - 1) / kDecodeBK;
   // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none).
   auto load_w = [&](int64_t c, uint4& w0, uint4& w1) {
@@ -126,29 +148,46 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
     load_w(c + kDecodeAhead * kDecodeWarps, ahead0[kDecodeAhead - 1], ahead1[kDecodeAhead - 1]);
     const int64_t k = c * kDecodeBK + q * 16;
     const bool k_ok = k < g.K;
-    uint2 xb[NT][4];
+    if constexpr (INT8) {
+      uint4 xb[NT];  // physical k 16q .. 16q+15 of token grp: both k32 steps
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
+      for (int t = 0; t < NT; ++t) {
+        xb[t] = make_uint4(0, 0, 0, 0);
+        if (k_ok && brow[t] != nullptr) xb[t] = __ldg(reinterpret_cast<const uint4*>(brow[t] + k));
+      }
+#pragma unroll
+      for (int step = 0; step < 2; ++step) {
+        const uint32_t a[4] = {word(w0, 2 * step), word(w1, 2 * step), word(w0, 2 * step + 1),
+                               word(w1, 2 * step + 1)};
+#pragma unroll
+        for (int t = 0; t < NT; ++t)
+          mma_16832_s8(acc[t], a, word(xb[t], 2 * step), word(xb[t], 2 * step + 1));
+      }
+    } else {
+      uint2 xb[NT][4];
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+#pragma unroll
+        for (int b = 0; b < 4; ++b) {
+          xb[t][b] = make_uint2(0, 0);
+          if (k_ok && brow[t] != nullptr)
+            xb[t][b] = __ldg(reinterpret_cast<const uint2*>(brow[t] + k + b * 4));
+        }
+      }
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
-        xb[t][b] = make_uint2(0, 0);
-        if (k_ok && brow[t] != nullptr) xb[t][b] = __ldg(reinterpret_cast<const uint2*>(brow[t] + k + b * 4));
+        // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
+        // pairs (2,3) -> logical k (2q+8, 2q+9).
+        const uint32_t a[4] = {widen_pair<T>(word(w0, b), 0), widen_pair<T>(word(w1, b), 0),
+                               widen_pair<T>(word(w0, b), 1), widen_pair<T>(word(w1, b), 1)};
+#pragma unroll
+        for (int t = 0; t < NT; ++t) mma_16816<T>(acc[t], a, xb[t][b].x, xb[t][b].y);
       }
-    }
-    const uint32_t r0w[4] = {w0.x, w0.y, w0.z, w0.w}, r1w[4] = {w1.x, w1.y, w1.z, w1.w};
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
-      // pairs (2,3) -> logical k (2q+8, 2q+9).
-      const uint32_t a[4] = {widen_pair<T>(r0w[b], 0), widen_pair<T>(r1w[b], 0),
-                             widen_pair<T>(r0w[b], 1), widen_pair<T>(r1w[b], 1)};
-#pragma unroll
-      for (int t = 0; t < NT; ++t) mma_16816<T>(acc[t], a, xb[t][b].x, xb[t][b].y);
     }
   }
 
   // Fixed-order sum of the 4 warps' partials.
-  __shared__ float part[kDecodeWarps][NT][4][32];
+  __shared__ Acc part[kDecodeWarps][NT][4][32];
 #pragma unroll
   for (int t = 0; t < NT; ++t)
 #pragma unroll
@@ -159,7 +198,7 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
   for (int t = 0; t < NT; ++t)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      float s = part[0][t][i][lane];
+      Acc s = part[0][t][i][lane];
 #pragma unroll
       for (int w = 1; w < kDecodeWarps; ++w) s += part[w][t][i][lane];
       acc[t][i] = s;
@@ -180,15 +219,20 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
       const int r = t * 8 + 2 * q + i;
       const int32_t route = g.sorted_routes[pos0 + r];
       if (route < 0) continue;
-      // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here.
-      const float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
-      const float v0 = acc[t][i] * in_mul * s[0] + bv[0];
-      const float v1 = acc[t][2 + i] * in_mul * s[1] + bv[1];
+      // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here;
+      // W8A8: the int8 B row's scale too.
+      float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+      if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : pos0 + r];
+      const float v0 = static_cast<float>(acc[t][i]) * in_mul * s[0] + bv[0];
+      const float v1 = static_cast<float>(acc[t][2 + i]) * in_mul * s[1] + bv[1];
       if constexpr (GATED) {
         if (row[0] < 0) continue;
         const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;
-        static_cast<T*>(g.out)[(pos0 + r) * inter + j] =
-            Elem<T>::from_float(gated_activation(g.act, v0, v1, g.alpha, g.limit));
+        const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
+        if constexpr (INT8)
+          static_cast<float*>(g.out)[(pos0 + r) * inter + j] = a;  // quantized per token next
+        else
+          static_cast<T*>(g.out)[(pos0 + r) * inter + j] = Elem<T>::from_float(a);
       } else {
         const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
         float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
@@ -199,14 +243,15 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
   }
 }
 
-template <typename T, bool GATED>
+// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row).
+template <typename T, typename AT, bool GATED>
 void launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaStream_t stream) {
   const int64_t n_tiles = GATED ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
   if (BM == 8)
-    moe_gemm_decode_kernel<T, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+    moe_gemm_decode_kernel<T, AT, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
   else
-    moe_gemm_decode_kernel<T, 4, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+    moe_gemm_decode_kernel<T, AT, 4, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
 }
 
 }  // namespace int8_moe

@@ -56,10 +56,18 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t>(
 #include "cuda/moe_gemm_decode.cuh"
 
 namespace int8_moe {
-template void launch_decode_gemm<__nv_bfloat16, true>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
-template void launch_decode_gemm<__nv_bfloat16, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
-template void launch_decode_gemm<__half, true>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
-template void launch_decode_gemm<__half, false>(const MoeGemmArgs&, int64_t, int, cudaStream_t);
+template void launch_decode_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&, int64_t,
+                                                                      int, cudaStream_t);
+template void launch_decode_gemm<__nv_bfloat16, __nv_bfloat16, false>(const MoeGemmArgs&, int64_t,
+                                                                       int, cudaStream_t);
+template void launch_decode_gemm<__half, __half, true>(const MoeGemmArgs&, int64_t, int,
+                                                       cudaStream_t);
+template void launch_decode_gemm<__half, __half, false>(const MoeGemmArgs&, int64_t, int,
+                                                        cudaStream_t);
+template void launch_decode_gemm<__nv_bfloat16, int8_t, true>(const MoeGemmArgs&, int64_t, int,
+                                                              cudaStream_t);
+template void launch_decode_gemm<__nv_bfloat16, int8_t, false>(const MoeGemmArgs&, int64_t, int,
+                                                               cudaStream_t);
 }  // namespace int8_moe
 
 #include "cuda/moe_prefill.cuh"
