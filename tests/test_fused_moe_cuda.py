@@ -240,6 +240,32 @@ def test_two_streams_at_once_match_one(M):
             assert torch.equal(o, alone[i])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_route_rows_beyond_2_pow_31_elements(act_quant):
+    # n_routes * H > 2^31: the per-route output rows, the top-k sum and the sorted positions are
+    # indexed past 32-bit offsets. ~9 GB of route rows plus the reference's.
+    if torch.cuda.get_device_properties(0).total_memory < 60 * 2**30:
+        pytest.skip("needs a GPU with 60 GB")
+    H, I, E, k = 2048, 64, 8, 8
+    M = 2**31 // (H * k) + 4099
+    g = torch.Generator(device="cuda").manual_seed(40)
+    x = torch.randn(M, H, generator=g, device="cuda").to(torch.bfloat16)
+    w13 = torch.randn(E, 2 * I, H, generator=g, device="cuda") / H**0.5
+    w2 = torch.randn(E, H, I, generator=g, device="cuda") / I**0.5
+    q13, s13 = ref.quantize_rows(w13)
+    q2, s2 = ref.quantize_rows(w2)
+    ids = torch.rand(M, E, generator=g, device="cuda").argsort(dim=1)[:, :k].to(torch.int32)
+    tw = torch.softmax(torch.randn(M, k, generator=g, device="cuda"), dim=-1)
+    assert M * k * H > 2**31
+    out = ops.fused_moe(x, q13, q2, s13, s2, tw, ids, act_quant=act_quant)
+    del w13, w2
+    torch.cuda.empty_cache()
+    r = ref.fused_moe(x, q13, q2, s13, s2, tw, ids, act_quant=act_quant)
+    assert_moe_close(out, r, torch.bfloat16, act_quant)
+    assert_moe_close(out[-4099:], r[-4099:], torch.bfloat16, act_quant)  # the rows past 2^31
+
+
 @pytest.mark.parametrize("E", [128, 257, 1500])  # the routing scan covers several experts a thread
 @pytest.mark.parametrize("M", [1, 50, 700])
 def test_many_experts(E, M):
