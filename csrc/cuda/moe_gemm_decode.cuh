@@ -87,6 +87,50 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 }
 
+// Shared by the decode and tiled kernels' epilogues.
+// Scale and bias of a thread's two weight rows (MMA rows grp and grp + 8; -1: beyond N).
+template <typename T>
+__device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
+                                                    const int64_t (&row)[2], float (&s)[2],
+                                                    float (&bv)[2]) {
+  const T* bias = static_cast<const T*>(g.bias);
+  const int64_t base = static_cast<int64_t>(e) * g.N;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
+    bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
+  }
+}
+
+// One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
+// route's sorted position p, intermediate column j (fp32 for W8A8, quantized per token next);
+// else the two output rows of the route times its router weight. B is x itself, and
+// (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
+// applied here.
+template <typename T, bool INT8, bool GATED>
+__device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
+                                               float acc0, float acc1, const int64_t (&row)[2],
+                                               const float (&s)[2], const float (&bv)[2],
+                                               int64_t j) {
+  float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+  if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
+  const float v0 = acc0 * in_mul * s[0] + bv[0];
+  const float v1 = acc1 * in_mul * s[1] + bv[1];
+  if constexpr (GATED) {
+    if (row[0] < 0) return;
+    const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
+    if constexpr (INT8)
+      static_cast<float*>(g.out)[p * (g.N / 2) + j] = a;
+    else
+      static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
+  } else {
+    const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
+    float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
+    if (row[0] >= 0) out[row[0]] = v0 * w;
+    if (row[1] >= 0) out[row[1]] = v1 * w;
+  }
+}
+
 // T: the activation dtype (output, bias); AT: what the B operand holds, T or int8_t (W8A8).
 template <typename T, typename AT, int NT, bool GATED>
 __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemmArgs g) {
@@ -204,41 +248,18 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
       acc[t][i] = s;
     }
 
-  const T* bias = static_cast<const T*>(g.bias);
-  const int64_t base = static_cast<int64_t>(e) * g.N;
   float s[2], bv[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
-    bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
-  }
+  load_row_scale_bias<T>(g, e, row, s, bv);
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;  // GATED: intermediate column
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
-      const int r = t * 8 + 2 * q + i;
-      const int32_t route = g.sorted_routes[pos0 + r];
+      const int64_t p = pos0 + t * 8 + 2 * q + i;
+      const int32_t route = g.sorted_routes[p];
       if (route < 0) continue;
-      // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here;
-      // W8A8: the int8 B row's scale too.
-      float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
-      if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : pos0 + r];
-      const float v0 = static_cast<float>(acc[t][i]) * in_mul * s[0] + bv[0];
-      const float v1 = static_cast<float>(acc[t][2 + i]) * in_mul * s[1] + bv[1];
-      if constexpr (GATED) {
-        if (row[0] < 0) continue;
-        const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;
-        const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
-        if constexpr (INT8)
-          static_cast<float*>(g.out)[(pos0 + r) * inter + j] = a;  // quantized per token next
-        else
-          static_cast<T*>(g.out)[(pos0 + r) * inter + j] = Elem<T>::from_float(a);
-      } else {
-        const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-        float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
-        if (row[0] >= 0) out[row[0]] = v0 * w;
-        if (row[1] >= 0) out[row[1]] = v1 * w;
-      }
+      store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[t][i]),
+                                     static_cast<float>(acc[t][2 + i]), row, s, bv, j);
     }
   }
 }

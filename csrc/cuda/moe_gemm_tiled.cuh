@@ -211,18 +211,13 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
   }
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the CTA exits
 
-  const T* bias = static_cast<const T*>(g.bias);
-  const int64_t base = static_cast<int64_t>(e) * g.N;
 #pragma unroll
   for (int m = 0; m < 2; ++m) {
     const int r = wr * 32 + m * 16 + grp;  // shared row of MMA row grp; grp + 8 is r + 8
     const int64_t row[2] = {weight_row(r), weight_row(r + 8)};
     float s[2], bv[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
-      bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
-    }
+    load_row_scale_bias<T>(g, e, row, s, bv);
+    const int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
 #pragma unroll
@@ -230,26 +225,8 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
         const int64_t p = pos0 + wt * (BN / 2) + n * 8 + 2 * q + i;
         const int32_t route = g.sorted_routes[p];
         if (route < 0) continue;
-        // B is x itself: (x * w) . W == w * (x . W), so the input-side router weight goes here;
-        // W8A8: the int8 A row's scale too.
-        float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
-        if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
-        const float v0 = static_cast<float>(acc[m][n][i]) * in_mul * s[0] + bv[0];
-        const float v1 = static_cast<float>(acc[m][n][2 + i]) * in_mul * s[1] + bv[1];
-        if constexpr (GATED) {
-          if (row[0] < 0) continue;
-          const int64_t j = tile0 + (r / 16) * 8 + r % 8;
-          const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
-          if constexpr (INT8)
-            static_cast<float*>(g.out)[p * inter + j] = a;  // quantized per token next
-          else
-            static_cast<T*>(g.out)[p * inter + j] = Elem<T>::from_float(a);
-        } else {
-          const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-          float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
-          if (row[0] >= 0) out[row[0]] = v0 * w;
-          if (row[1] >= 0) out[row[1]] = v1 * w;
-        }
+        store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][n][i]),
+                                       static_cast<float>(acc[m][n][2 + i]), row, s, bv, j);
       }
     }
   }
