@@ -7,7 +7,8 @@ For each shape and token count M it times (all in this run, same inputs):
                CUDA-graph replays
   loop         the naive per-expert PyTorch loop in bf16 (decode sizes only; it syncs)
 Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / bf16 matmul
-rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I.
+rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I. W8A8's floor uses the
+int8 matmul rate (torch._int_mm on a large product) instead of the bf16 one.
 It also times the int8 layer with each kernel family forced (INT8_MOE_GEMM_PATH: decode at
 decode sizes, tiled everywhere, grouped_mm at prefill sizes), the table the dispatch is tuned by.
 Writes a CSV and a PNG (time against M for int8, bf16 and the floor, one panel per model).
@@ -33,6 +34,7 @@ from common import (  # noqa: E402
     copy_bandwidth_gbs,
     device_name,
     graph_ms,
+    int8_matmul_tops,
 )
 
 DECODE = [1, 4, 16, 64]
@@ -51,7 +53,8 @@ def bf16_grouped_mm_layer(w13, w2):
         flat = topk_ids.reshape(-1).long()
         order = torch.argsort(flat, stable=True)
         counts = torch.zeros(E, dtype=torch.long, device=x.device).index_add_(
-            0, flat, torch.ones_like(flat))  # bincount(minlength) would sync: not capturable
+            0, flat, torch.ones_like(flat)
+        )  # bincount(minlength) would sync: not capturable
         offs = torch.cumsum(counts, 0).to(torch.int32)
         xs = x[order // k]
         h = torch._grouped_mm(xs, w13_t, offs=offs)
@@ -114,6 +117,7 @@ def main():
     args = parser.parse_args()
     copy_gbs = copy_bandwidth_gbs()
     bf16_tflops = bf16_matmul_tflops()
+    int8_tops = int8_matmul_tops()
     token_counts = [int(t) for t in args.tokens.split(",")]
     rows = []
     path_rows = []
@@ -130,8 +134,9 @@ def main():
             tw, ids = random_routing(M, shape, "cuda", seed=M)
             touched = int(torch.unique(ids).numel())
             flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
-            floor_ms = max(touched * per_expert_bytes / copy_gbs / 1e6,
-                           flops / bf16_tflops / 1e9)
+            bytes_ms = touched * per_expert_bytes / copy_gbs / 1e6
+            floor_ms = max(bytes_ms, flops / bf16_tflops / 1e9)
+            floor8_ms = max(bytes_ms, flops / int8_tops / 1e9)
             inputs = (x, tw, ids)
             t8 = timed(lambda f=layer, a=inputs: f(*a), graph=True)
             t88 = timed(lambda f=layer8, a=inputs: f(*a), graph=True)
@@ -139,33 +144,78 @@ def main():
             tl = timed(lambda f=loop, a=inputs: f(*a), graph=False) if M <= 64 else float("nan")
             for path in forced_paths(M):
                 with gemm_path(path):
-                    path_rows.append((name, M, path, timed(lambda f=layer, a=inputs: f(*a),
-                                                           graph=True)))
+                    path_rows.append(
+                        (name, M, path, timed(lambda f=layer, a=inputs: f(*a), graph=True))
+                    )
             ref_out = bf16(x, tw, ids).float()  # the bf16 layer, computed once for both errors
             err = ((layer(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
             err8 = ((layer8(x, tw, ids).float() - ref_out).norm() / ref_out.norm()).item()
-            rows.append(dict(model=name, M=M, int8_ms=t8, w8a8_ms=t88, bf16_ms=tb, loop_ms=tl,
-                             floor_ms=floor_ms, pct_floor=100 * floor_ms / t8,
-                             vs_bf16=tb / t8, w8a8_vs_bf16=tb / t88,
-                             tflops=flops / t8 / 1e9, gbs=touched * per_expert_bytes / t8 / 1e6,
-                             err_vs_bf16=err, err_w8a8_vs_bf16=err8))
-            print(f"{name} M={M}: int8 {t8:.4f} ms, w8a8 {t88:.4f}, bf16 {tb:.4f}, "
-                  f"floor {floor_ms:.4f}", flush=True)
+            rows.append(
+                dict(
+                    model=name,
+                    M=M,
+                    int8_ms=t8,
+                    w8a8_ms=t88,
+                    bf16_ms=tb,
+                    loop_ms=tl,
+                    floor_ms=floor_ms,
+                    pct_floor=100 * floor_ms / t8,
+                    w8a8_floor_ms=floor8_ms,
+                    w8a8_pct_floor=100 * floor8_ms / t88,
+                    vs_bf16=tb / t8,
+                    w8a8_vs_bf16=tb / t88,
+                    w8a8_vs_w8a16=t8 / t88,
+                    tflops=flops / t8 / 1e9,
+                    gbs=touched * per_expert_bytes / t8 / 1e6,
+                    err_vs_bf16=err,
+                    err_w8a8_vs_bf16=err8,
+                )
+            )
+            print(
+                f"{name} M={M}: int8 {t8:.4f} ms, w8a8 {t88:.4f}, bf16 {tb:.4f}, "
+                f"floor {floor_ms:.4f}",
+                flush=True,
+            )
         del w13, w2, layer, layer8
         torch.cuda.empty_cache()
 
-    print(f"\n{device_name()}: copy {copy_gbs:.0f} GB/s (read+write), bf16 matmul "
-          f"{bf16_tflops:.0f} TFLOP/s")
-    cols = ["model", "M", "int8_ms", "w8a8_ms", "bf16_ms", "loop_ms", "floor_ms", "pct_floor",
-            "vs_bf16", "w8a8_vs_bf16", "tflops", "gbs", "err_vs_bf16", "err_w8a8_vs_bf16"]
-    print("| shape | M | int8 ms | W8A8 ms | bf16 ms | loop ms | floor ms | % of floor | "
-          "bf16/int8 | bf16/W8A8 | TFLOP/s | GB/s | err vs bf16 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"\n{device_name()}: copy {copy_gbs:.0f} GB/s (read+write), bf16 matmul "
+        f"{bf16_tflops:.0f} TFLOP/s, int8 matmul {int8_tops:.0f} TOP/s"
+    )
+    cols = [
+        "model",
+        "M",
+        "int8_ms",
+        "w8a8_ms",
+        "bf16_ms",
+        "loop_ms",
+        "floor_ms",
+        "pct_floor",
+        "w8a8_floor_ms",
+        "w8a8_pct_floor",
+        "vs_bf16",
+        "w8a8_vs_bf16",
+        "w8a8_vs_w8a16",
+        "tflops",
+        "gbs",
+        "err_vs_bf16",
+        "err_w8a8_vs_bf16",
+    ]
+    print(
+        "| shape | M | W8A16 ms | W8A8 ms | bf16 ms | loop ms | floor ms | W8A16 % floor | "
+        "W8A8 % floor | bf16/W8A16 | bf16/W8A8 | W8A16/W8A8 | TFLOP/s | GB/s | "
+        "err W8A16 | err W8A8 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['M']} | {r['int8_ms']:.4f} | {r['w8a8_ms']:.4f} | "
-              f"{r['bf16_ms']:.4f} | {r['loop_ms']:.3f} | {r['floor_ms']:.4f} | "
-              f"{r['pct_floor']:.1f}% | {r['vs_bf16']:.2f}x | {r['w8a8_vs_bf16']:.2f}x | "
-              f"{r['tflops']:.1f} | {r['gbs']:.0f} | {r['err_vs_bf16']:.1e} |")
+        print(
+            f"| {r['model']} | {r['M']} | {r['int8_ms']:.4f} | {r['w8a8_ms']:.4f} | "
+            f"{r['bf16_ms']:.4f} | {r['loop_ms']:.3f} | {r['floor_ms']:.4f} | "
+            f"{r['pct_floor']:.1f}% | {r['w8a8_pct_floor']:.1f}% | {r['vs_bf16']:.2f}x | "
+            f"{r['w8a8_vs_bf16']:.2f}x | {r['w8a8_vs_w8a16']:.2f}x | {r['tflops']:.1f} | "
+            f"{r['gbs']:.0f} | {r['err_vs_bf16']:.1e} | {r['err_w8a8_vs_bf16']:.1e} |"
+        )
     print("\nint8 W8A16 with each kernel family forced (ms; the dispatch is tuned by this):")
     print("| shape | M | path | ms | vs auto |")
     print("|---|---|---|---|---|")
@@ -190,10 +240,19 @@ def main():
     for ax, model in zip(axes[0], models, strict=True):
         rs = [r for r in rows if r["model"] == model]
         ms = [r["M"] for r in rs]
-        for key, label in (("int8_ms", "int8 W8A16"), ("w8a8_ms", "int8 W8A8"),
-                           ("bf16_ms", "bf16 grouped_mm"), ("floor_ms", "floor")):
-            ax.plot(ms, [r[key] for r in rs], marker="o", label=label,
-                    linestyle="--" if key == "floor_ms" else "-")
+        for key, label in (
+            ("int8_ms", "int8 W8A16"),
+            ("w8a8_ms", "int8 W8A8"),
+            ("bf16_ms", "bf16 grouped_mm"),
+            ("floor_ms", "floor"),
+        ):
+            ax.plot(
+                ms,
+                [r[key] for r in rs],
+                marker="o",
+                label=label,
+                linestyle="--" if key == "floor_ms" else "-",
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("tokens M")

@@ -26,11 +26,15 @@ def main():
     q = PRESETS["qwen3-30b-a3b"]
     shape = MoEShape("qwen3-dims", q.hidden, q.inter, args.experts, q.topk)
     w13, w2, _, _ = random_layer(shape, torch.bfloat16, "cpu", 0)
-    layer = {m: int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone(), act_quant=m)
-             for m in ("none", "per_token")}
+    layer = {
+        m: int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone(), act_quant=m)
+        for m in ("none", "per_token")
+    }
     del w13, w2
-    print(f"CPU, {torch.get_num_threads()} threads; H={shape.hidden} I={shape.inter} "
-          f"E={shape.experts} k={shape.topk}")
+    print(
+        f"CPU, {torch.get_num_threads()} threads; H={shape.hidden} I={shape.inter} "
+        f"E={shape.experts} k={shape.topk}"
+    )
     print("| M | W8A16 ms | W8A8 ms | W8A16 / W8A8 | W8A16 GFLOP/s | W8A8 GFLOP/s |")
     print("|---|---|---|---|---|---|")
     rows = []
@@ -42,8 +46,11 @@ def main():
         t8 = time_ms(lambda a=inputs: layer["per_token"](*a), "cpu", args.reps)
         flops = 2 * M * shape.topk * 3 * shape.hidden * shape.inter
         rows.append((M, t16, t8))
-        print(f"| {M} | {t16:.2f} | {t8:.2f} | {t16 / t8:.2f}x | {flops / t16 / 1e6:.1f} | "
-              f"{flops / t8 / 1e6:.1f} |", flush=True)
+        print(
+            f"| {M} | {t16:.2f} | {t8:.2f} | {t16 / t8:.2f}x | {flops / t16 / 1e6:.1f} | "
+            f"{flops / t8 / 1e6:.1f} |",
+            flush=True,
+        )
     threshold = None
     for M, t16, t8 in reversed(rows):
         if t8 >= t16:

@@ -67,19 +67,37 @@ def main():
             peak_extra = max(peak_extra, torch.cuda.max_memory_allocated() - base)
             result_bytes = max(result_bytes, q.numel() + 4 * s.numel())
             del q, s
-        rows.append((name, moved / 1e9, ms, 100 * floor_ms / ms, loop_ms / ms,
-                     peak_extra / 2**20, result_bytes / 2**20))
+        rows.append(
+            (
+                name,
+                moved / 1e9,
+                ms,
+                100 * floor_ms / ms,
+                loop_ms / ms,
+                peak_extra / 2**20,
+                result_bytes / 2**20,
+            )
+        )
         ws.clear()
         torch.cuda.empty_cache()
 
     print(f"\n{device_name()}: copy bandwidth {copy_gbs:.0f} GB/s (read+write)")
-    header = ("layer", "GB moved", "ms", "% of floor", "vs loop", "extra peak MiB",
-              "int8+scales MiB")
+    header = (
+        "layer",
+        "GB moved",
+        "ms",
+        "% of floor",
+        "vs loop",
+        "extra peak MiB",
+        "int8+scales MiB",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]:.1f}% | {r[4]:.1f}x | {r[5]:.1f} | "
-              f"{r[6]:.1f} |")
+        print(
+            f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]:.1f}% | {r[4]:.1f}x | {r[5]:.1f} | "
+            f"{r[6]:.1f} |"
+        )
     if args.csv:
         with open(args.csv, "w") as f:
             f.write(",".join(header) + "\n")

@@ -52,5 +52,13 @@ def bf16_matmul_tflops(n: int = 8192) -> float:
     return 2 * n**3 / ms / 1e9
 
 
+def int8_matmul_tops(n: int = 8192) -> float:
+    """int8 x int8 -> int32 matmul rate through torch._int_mm on a large product (TOP/s)."""
+    a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device="cuda")
+    b = torch.randint(-127, 128, (n, n), dtype=torch.int8, device="cuda").t()  # column-major
+    ms = bench_ms(lambda: torch._int_mm(a, b), warmup=3, reps=20)
+    return 2 * n**3 / ms / 1e9
+
+
 def device_name() -> str:
     return torch.cuda.get_device_name()

@@ -39,8 +39,11 @@ def main():
                     layer(x, tw, ids)
                 torch.cuda.synchronize()
             print(f"\n== {name} M={M}: per-kernel GPU time over 20 calls ==")
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=8,
-                                            max_name_column_width=60))
+            print(
+                prof.key_averages().table(
+                    sort_by="cuda_time_total", row_limit=8, max_name_column_width=60
+                )
+            )
         del layer
         torch.cuda.empty_cache()
 

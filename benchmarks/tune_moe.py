@@ -32,12 +32,16 @@ MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 def paths_for(per_expert: int, grouped_mm_ok: bool) -> list[str]:
     # Forcing decode far above its design point only wastes time: it re-streams the weights
     # once per 32 routes.
-    return ((["decode"] if per_expert <= 64 else []) + ["tiled"]
-            + (["grouped_mm"] if grouped_mm_ok and per_expert >= 16 else []))
+    return (
+        (["decode"] if per_expert <= 64 else [])
+        + ["tiled"]
+        + (["grouped_mm"] if grouped_mm_ok and per_expert >= 16 else [])
+    )
 
 
-def time_case(shape, weights, M: int, per_expert: int,
-              grouped_mm_ok: bool) -> tuple[float, str, float]:
+def time_case(
+    shape, weights, M: int, per_expert: int, grouped_mm_ok: bool
+) -> tuple[float, str, float]:
     """(auto ms, best forced family, its ms) for M tokens on int8 weights (w13, w2, s13, s2)."""
     x = torch.randn(M, shape.hidden, dtype=torch.bfloat16, device="cuda")
     tw, ids = random_routing(M, shape, "cuda", seed=M)
@@ -68,8 +72,14 @@ def main():
     n_cases = n_good = 0
     for name in args.models.split(","):
         shape = PRESETS[name]
-        inters = sorted({shape.inter // tp for tp in map(int, args.tp.split(","))
-                         if shape.inter % tp == 0 and (shape.inter // tp) % 16 == 0}, reverse=True)
+        inters = sorted(
+            {
+                shape.inter // tp
+                for tp in map(int, args.tp.split(","))
+                if shape.inter % tp == 0 and (shape.inter // tp) % 16 == 0
+            },
+            reverse=True,
+        )
         for inter in inters:
             E, H = shape.experts, shape.hidden
             w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
@@ -83,8 +93,11 @@ def main():
                 ratio = auto_ms / best_ms
                 n_cases += 1
                 n_good += ratio <= 1.05
-                print(f"| {name} | {inter} | {M} | {per_expert} | {auto_ms:.4f} | "
-                      f"{best} | {best_ms:.4f} | {ratio:.2f} |", flush=True)
+                print(
+                    f"| {name} | {inter} | {M} | {per_expert} | {auto_ms:.4f} | "
+                    f"{best} | {best_ms:.4f} | {ratio:.2f} |",
+                    flush=True,
+                )
             del w13, w2, s13, s2, weights
             torch.cuda.empty_cache()
     print(f"auto within 5% of the best family in {n_good} of {n_cases} cases")
