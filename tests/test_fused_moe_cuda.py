@@ -112,6 +112,27 @@ def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
     check(case, expert_map=emap)
 
 
+# Every decode tile (8, 16, 32 routes per block) forced on the same inputs, W8A16 and W8A8: 37
+# tokens x 3 of 12 experts (9 used) is about 12 routes per expert, so 8- and 16-route tiles take
+# several blocks per expert and 32-route tiles mostly one, with padding.
+@pytest.mark.parametrize("bm", ["8", "16", "32"])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_forced_decode_block_routes(monkeypatch, bm, act_quant, dtype):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
+    monkeypatch.setenv("INT8_MOE_DECODE_BM", bm)
+    case = make_case(37, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=31,
+                     n_used_experts=9)
+    check(case, dtype, act_quant=act_quant, activation="swigluoai")
+
+
+def test_bad_decode_block_knob_is_a_clear_error(monkeypatch):
+    case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
+    monkeypatch.setenv("INT8_MOE_DECODE_BM", "64")
+    with pytest.raises(RuntimeError, match="INT8_MOE_DECODE_BM must be auto, 8, 16 or 32"):
+        ops.fused_moe(*case.args())
+
+
 def test_bad_gemm_path_knob_is_a_clear_error(monkeypatch):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "fastest")

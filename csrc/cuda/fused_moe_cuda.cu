@@ -94,6 +94,20 @@ enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm };
 // takes 0.43x the time, at 256 it takes 1.1x, and 1.7-2.6x at 1024 and more).
 constexpr int64_t kGroupedMmMinPerExpert = 64;
 
+// Routes per block of the decode kernel: 8 up to 8 routes per expert on average, else 32 (with
+// random routing some experts get up to about twice the average, and a second block would
+// stream that expert's weights again). INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
+int decode_block_routes(int64_t per_expert) {
+  const char* env = std::getenv("INT8_MOE_DECODE_BM");
+  const std::string forced = env ? env : "";
+  if (forced == "8") return 8;
+  if (forced == "16") return 16;
+  if (forced == "32") return 32;
+  TORCH_CHECK(forced.empty() || forced == "auto", "int8_moe::fused_moe: INT8_MOE_DECODE_BM must "
+              "be auto, 8, 16 or 32, got '", forced, "'");
+  return per_expert <= 8 ? 8 : 32;
+}
+
 GemmPath choose_gemm_path(bool tensor_cores, bool grouped_mm_ok, int64_t per_expert) {
   if (!tensor_cores) return GemmPath::kSimt;
   const char* env = std::getenv("INT8_MOE_GEMM_PATH");
@@ -180,14 +194,12 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const GemmPath path = choose_gemm_path(tensor_cores, grouped_mm_ok, per_expert);
   const bool prefill = path == GemmPath::kGroupedMm;
   int BM = kSimtBM;
-  // 32-route tiles above 8 on average: with random routing some experts get up to about twice
-  // the average, and a second block would stream that expert's weights again.
-  if (path == GemmPath::kDecode) BM = per_expert <= 8 ? 8 : 32;
+  if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert);
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   // W8A8 on int8 tensor cores: the decode kernel up to 16 routes per expert, else the tiled one.
   const bool int8_decode = int8_mma && per_expert <= 16;
-  if (int8_mma) BM = int8_decode ? (per_expert <= 8 ? 8 : 32) : tiled_block_n(per_expert);
+  if (int8_mma) BM = int8_decode ? decode_block_routes(per_expert) : tiled_block_n(per_expert);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);

@@ -208,24 +208,28 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
           mma_16832_s8(acc[t], a, word(xb[t], 2 * step), word(xb[t], 2 * step + 1));
       }
     } else {
-      uint2 xb[NT][4];
+      // Physical k 16q .. 16q+15 of token grp as two 16-byte loads (four 8-byte loads per
+      // token made the L1 wavefronts, not the weight stream, the limit at 32 routes).
+      uint4 xb[NT][2];
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          xb[t][b] = make_uint2(0, 0);
+        for (int h = 0; h < 2; ++h) {
+          xb[t][h] = make_uint4(0, 0, 0, 0);
           if (k_ok && brow[t] != nullptr)
-            xb[t][b] = __ldg(reinterpret_cast<const uint2*>(brow[t] + k + b * 4));
+            xb[t][h] = __ldg(reinterpret_cast<const uint4*>(brow[t] + k + h * 8));
         }
       }
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
         // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
-        // pairs (2,3) -> logical k (2q+8, 2q+9).
+        // pairs (2,3) -> logical k (2q+8, 2q+9); the token's elements 4b .. 4b+3 likewise.
         const uint32_t a[4] = {widen_pair<T>(word(w0, b), 0), widen_pair<T>(word(w1, b), 0),
                                widen_pair<T>(word(w0, b), 1), widen_pair<T>(word(w1, b), 1)};
 #pragma unroll
-        for (int t = 0; t < NT; ++t) mma_16816<T>(acc[t], a, xb[t][b].x, xb[t][b].y);
+        for (int t = 0; t < NT; ++t)
+          mma_16816<T>(acc[t], a, word(xb[t][b / 2], 2 * (b % 2)),
+                       word(xb[t][b / 2], 2 * (b % 2) + 1));
       }
     }
   }
@@ -271,6 +275,8 @@ void launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaSt
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
   if (BM == 8)
     moe_gemm_decode_kernel<T, AT, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+  else if (BM == 16)
+    moe_gemm_decode_kernel<T, AT, 2, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
   else
     moe_gemm_decode_kernel<T, AT, 4, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
 }
