@@ -86,16 +86,22 @@ def loop_layer(w13, w2):
 
 
 @contextlib.contextmanager
-def gemm_path(path: str):
-    old = os.environ.get("INT8_MOE_GEMM_PATH")
-    os.environ["INT8_MOE_GEMM_PATH"] = path
+def knobs(**env: str):
+    """Set INT8_MOE_* tuning variables (e.g. GEMM_PATH="tiled") for the duration."""
+    old = {k: os.environ.get(f"INT8_MOE_{k}") for k in env}
+    os.environ.update({f"INT8_MOE_{k}": v for k, v in env.items()})
     try:
         yield
     finally:
-        if old is None:
-            del os.environ["INT8_MOE_GEMM_PATH"]
-        else:
-            os.environ["INT8_MOE_GEMM_PATH"] = old
+        for k, v in old.items():
+            if v is None:
+                del os.environ[f"INT8_MOE_{k}"]
+            else:
+                os.environ[f"INT8_MOE_{k}"] = v
+
+
+def gemm_path(path: str):
+    return knobs(GEMM_PATH=path)
 
 
 def forced_paths(M: int) -> list[str]:

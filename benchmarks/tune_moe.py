@@ -1,12 +1,13 @@
 """Kernel-family tuning table over every SPEC model shape and its tensor-parallel splits.
 
 For each model, each TP split of its intermediate size (I / tp for tp in --tp, when a multiple of
-16), and each token count M, it times the int8 W8A16 forward (CUDA-graph replays, routing
-included) with each kernel family forced (INT8_MOE_GEMM_PATH = decode, tiled, grouped_mm where
-it applies) and with the default dispatch ("auto"), and prints one row per case: the routes per
-expert, the best family, and how far "auto" is from it. The last line counts the cases where
-auto is within 5% of the best. Weights are random int8 with random scales (timing only), so the
-largest shapes load in seconds.
+16), and each token count M, it times the int8 forward (W8A16, or W8A8 with --act-quant
+per_token; CUDA-graph replays, routing included) with each kernel variant forced
+(INT8_MOE_GEMM_PATH = decode with INT8_MOE_DECODE_BM = 8, 16 and 32 routes per block, tiled,
+grouped_mm where it applies) and with the default dispatch ("auto"), and prints one row per
+case: the routes per expert, the best variant, and how far "auto" is from it. The last line
+counts the cases where auto is within 5% of the best. Weights are random int8 with random
+scales (timing only), so the largest shapes load in seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_moe import gemm_path, timed  # noqa: E402
+from bench_moe import knobs, timed  # noqa: E402
 
 import int8_moe  # noqa: E402
 from int8_moe.cli import random_routing  # noqa: E402
@@ -29,32 +30,39 @@ from common import device_name  # noqa: E402
 MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 
 
-def paths_for(per_expert: int, grouped_mm_ok: bool) -> list[str]:
-    # Forcing decode far above its design point only wastes time: it re-streams the weights
-    # once per 32 routes.
-    return (
-        (["decode"] if per_expert <= 64 else [])
-        + ["tiled"]
-        + (["grouped_mm"] if grouped_mm_ok and per_expert >= 16 else [])
-    )
+def variants_for(per_expert: int, grouped_mm_ok: bool) -> dict[str, dict[str, str]]:
+    """Label -> INT8_MOE_* knobs. Forcing decode far above its design point only wastes time
+    (it re-streams the weights once per block of routes)."""
+    v = {}
+    if per_expert <= 64:
+        for bm in ("8", "16", "32"):
+            v[f"decode/{bm}"] = dict(GEMM_PATH="decode", DECODE_BM=bm)
+    v["tiled"] = dict(GEMM_PATH="tiled")
+    if grouped_mm_ok and per_expert >= 16:
+        v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
+    return v
 
 
 def time_case(
-    shape, weights, M: int, per_expert: int, grouped_mm_ok: bool
+    shape, weights, M: int, per_expert: int, grouped_mm_ok: bool, act_quant: str
 ) -> tuple[float, str, float]:
-    """(auto ms, best forced family, its ms) for M tokens on int8 weights (w13, w2, s13, s2)."""
+    """(auto ms, best forced variant, its ms) for M tokens on int8 weights (w13, w2, s13, s2)."""
     x = torch.randn(M, shape.hidden, dtype=torch.bfloat16, device="cuda")
     tw, ids = random_routing(M, shape, "cuda", seed=M)
 
     def run():
-        return int8_moe.fused_moe(x, *weights, tw, ids, activation=shape.activation)
+        return int8_moe.fused_moe(
+            x, *weights, tw, ids, activation=shape.activation, act_quant=act_quant
+        )
 
-    with gemm_path("auto"):
+    with knobs(GEMM_PATH="auto", DECODE_BM="auto"):
         auto_ms = timed(run, graph=True)
     forced = {}
-    for path in paths_for(per_expert, grouped_mm_ok):
-        with gemm_path(path):
-            forced[path] = timed(run, graph=True)
+    # grouped_mm widens the weights for bf16 activations: W8A8 never takes it.
+    ok = grouped_mm_ok and act_quant == "none"
+    for label, env in variants_for(per_expert, ok).items():
+        with knobs(**env):
+            forced[label] = timed(run, graph=True)
     best = min(forced, key=forced.get)
     return auto_ms, best, forced[best]
 
@@ -64,9 +72,13 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--tp", default="1,2,4,8")
     parser.add_argument("--tokens", default="1,16,64,256,1024,4096")
+    parser.add_argument("--act-quant", default="none", choices=["none", "per_token"])
     args = parser.parse_args()
     grouped_mm_ok = torch.cuda.get_device_capability()[0] >= 9
-    print(f"{device_name()}; auto vs each kernel family forced (ms, CUDA-graph replays)")
+    print(
+        f"{device_name()}, act_quant={args.act_quant}; auto vs each kernel variant forced "
+        "(ms, CUDA-graph replays)"
+    )
     print("| model | I | M | routes/expert | auto ms | best | best ms | auto / best |")
     print("|---|---|---|---|---|---|---|---|")
     n_cases = n_good = 0
@@ -89,7 +101,9 @@ def main():
             weights = (w13, w2, s13, s2)
             for M in map(int, args.tokens.split(",")):
                 per_expert = -(-M * shape.topk // E)
-                auto_ms, best, best_ms = time_case(shape, weights, M, per_expert, grouped_mm_ok)
+                auto_ms, best, best_ms = time_case(
+                    shape, weights, M, per_expert, grouped_mm_ok, args.act_quant
+                )
                 ratio = auto_ms / best_ms
                 n_cases += 1
                 n_good += ratio <= 1.05
@@ -100,7 +114,7 @@ def main():
                 )
             del w13, w2, s13, s2, weights
             torch.cuda.empty_cache()
-    print(f"auto within 5% of the best family in {n_good} of {n_cases} cases")
+    print(f"auto within 5% of the best variant in {n_good} of {n_cases} cases")
 
 
 if __name__ == "__main__":
