@@ -52,6 +52,9 @@ def extension():
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;8.9;9.0a")
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+    # The wgmma kernels exist only in sm_90a machine code; the dispatch asks for this macro.
+    if "9.0a" in os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";"):
+        nvcc_flags.append("-DINT8_MOE_HAS_SM90A")
     return cpp_extension.CUDAExtension(
         "int8_moe._C",
         srcs + sources("cuda/*.cu"),

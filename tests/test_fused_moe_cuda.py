@@ -101,6 +101,56 @@ def test_w8a8_tensor_cores(M, dtype, activation):
     check(case, dtype, act_quant="per_token", activation=activation)
 
 
+def wgmma_expected() -> bool:
+    # setup.py and scripts/gpu_check.sh build sm_90a machine code, which has wgmma; the kernel
+    # exists on compute capability 9.0 only.
+    return torch.cuda.get_device_capability() == (9, 0)
+
+
+# W8A8 with each int8 kernel family forced: decode, mma.sync tiled, and wgmma (sm_90a) over
+# its three route tiles (150 tokens: 38 routes per expert -> 64-route tiles; 300 -> 128;
+# 1100 -> 256). Tails in N and K, empty experts, biases, both gated layouts.
+@pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
+@pytest.mark.parametrize("M", [5, 150, 300, 1100])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_w8a8_forced_families(monkeypatch, path, M, dtype, activation):
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    case = make_case(M, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + 1,
+                     n_used_experts=9)
+    check(case, dtype, act_quant="per_token", activation=activation)
+
+
+@pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
+def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
+    """40 tokens on one expert, built so every step before GEMM2 is exact (see
+    test_fused_moe.py::test_w8a8_int32_accumulation_is_exact): GEMM2 sums reach > 2^24 and the
+    output must equal fp32(exact integer sum) * a_scale bit for bit, row by row."""
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    M, H, I = 40, 256, 2048
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(100, 128, (M, H), generator=g).float()
+    x[:, 0] = 127
+    w1 = torch.randint(100, 128, (1, 2 * I, H), generator=g).to(torch.int8)
+    s1 = torch.full((1, 2 * I), 1.0 / 4096)
+    w2 = torch.randint(100, 128, (1, H, I), generator=g).to(torch.int8)
+    s2 = torch.ones(1, H)
+    ids = torch.zeros(M, 1, dtype=torch.int32)
+    tw = torch.ones(M, 1)
+    out = ops.fused_moe(x.cuda().bfloat16(), *(t.cuda() for t in (w1, w2, s1, s2, tw, ids)),
+                        act_quant="per_token").cpu()
+    h = (x.long() @ w1[0].long().T).float() * (1.0 / 4096)
+    assert h.min() > 100  # silu(g) == g in fp32
+    aq, a_scale = ref.quantize_activation_per_token(h[:, :I] * h[:, I:])
+    acc2 = aq.long() @ w2[0].long().T
+    assert acc2.min() > 2**24
+    assert torch.equal(out, (acc2.float() * a_scale).bfloat16())
+
+
 @pytest.mark.parametrize("path", ["decode", "tiled"])
 def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)

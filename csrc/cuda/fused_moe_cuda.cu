@@ -19,6 +19,7 @@
 #include "moe_gemm_decode.cuh"
 #include "moe_gemm_simt.cuh"
 #include "moe_gemm_tiled.cuh"
+#include "moe_gemm_wgmma.cuh"
 #include "moe_prefill.cuh"
 #include "moe_routing.cuh"
 
@@ -73,21 +74,38 @@ void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Cached per device: the forward asks on every call.
-bool is_sm90_or_newer(int device) {
-  static std::atomic<int> major[64] = {};  // 0: not yet asked
-  if (device < 0 || device >= 64) return false;
-  int m = major[device].load(std::memory_order_relaxed);
-  if (m == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, device));
-    major[device].store(m, std::memory_order_relaxed);
+// Compute capability as major * 10 + minor, cached per device: the forward asks on every call.
+int compute_capability(int device) {
+  static std::atomic<int> cc[64] = {};  // 0: not yet asked
+  if (device < 0 || device >= 64) return 0;
+  int v = cc[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0, minor = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    v = major * 10 + minor;
+    cc[device].store(v, std::memory_order_relaxed);
   }
-  return m >= 9;
+  return v;
 }
 
-// The kernel family of the expert GEMMs. INT8_MOE_GEMM_PATH (decode | tiled | grouped_mm)
-// forces one where it applies, for tests and tuning; unset or "auto" picks by tokens per expert.
-enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm };
+bool is_sm90_or_newer(int device) { return compute_capability(device) >= 90; }
+
+// wgmma exists in sm_90a machine code only, which runs on 9.0 devices only. setup.py defines
+// INT8_MOE_HAS_SM90A when TORCH_CUDA_ARCH_LIST builds it.
+bool wgmma_supported(int device) {
+#ifdef INT8_MOE_HAS_SM90A
+  return compute_capability(device) == 90;
+#else
+  (void)device;
+  return false;
+#endif
+}
+
+// The kernel family of the expert GEMMs. INT8_MOE_GEMM_PATH (decode | tiled | grouped_mm |
+// wgmma) forces one where it applies (grouped_mm: W8A16 only, wgmma: W8A8 only; elsewhere the
+// automatic choice), for tests and tuning; unset or "auto" picks by tokens per expert.
+enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm, kWgmma };
 
 // Above this many routes per expert (on average) torch's grouped GEMM on widened weights beats
 // the tiled kernel on an H100 (benchmarks/NOTES.md, variant 6: at 64 per expert the tiled kernel
@@ -108,20 +126,30 @@ int decode_block_routes(int64_t per_expert) {
   return per_expert <= 8 ? 8 : 32;
 }
 
-GemmPath choose_gemm_path(bool tensor_cores, bool grouped_mm_ok, int64_t per_expert) {
-  if (!tensor_cores) return GemmPath::kSimt;
+// aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
+GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool wgmma_ok,
+                          int64_t per_expert) {
+  if (!aligned) return GemmPath::kSimt;
   const char* env = std::getenv("INT8_MOE_GEMM_PATH");
   const std::string forced = env ? env : "";
+  TORCH_CHECK(forced.empty() || forced == "auto" || forced == "decode" || forced == "tiled" ||
+                  forced == "grouped_mm" || forced == "wgmma",
+              "int8_moe::fused_moe: INT8_MOE_GEMM_PATH must be auto, decode, tiled, grouped_mm "
+              "or wgmma, got '", forced, "'");
   if (forced == "decode") return GemmPath::kDecode;
   if (forced == "tiled") return GemmPath::kTiled;
-  if (forced == "grouped_mm") {
+  if (forced == "grouped_mm" && !int8_act) {
     TORCH_CHECK(grouped_mm_ok, "int8_moe::fused_moe: INT8_MOE_GEMM_PATH=grouped_mm needs bf16 "
                 "activations on sm_90 or newer");
     return GemmPath::kGroupedMm;
   }
-  TORCH_CHECK(forced.empty() || forced == "auto", "int8_moe::fused_moe: INT8_MOE_GEMM_PATH must "
-              "be auto, decode, tiled or grouped_mm, got '", forced, "'");
+  if (forced == "wgmma" && int8_act) {
+    TORCH_CHECK(wgmma_ok, "int8_moe::fused_moe: INT8_MOE_GEMM_PATH=wgmma needs a compute "
+                "capability 9.0 device and a build whose TORCH_CUDA_ARCH_LIST includes 9.0a");
+    return GemmPath::kWgmma;
+  }
   if (per_expert <= 16) return GemmPath::kDecode;
+  if (int8_act) return wgmma_ok ? GemmPath::kWgmma : GemmPath::kTiled;
   if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
   return GemmPath::kTiled;
 }
@@ -175,6 +203,25 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// One W8A8 expert GEMM (int8 activations in g.a) on the kernel family `path`; simt_tiles: the
+// SIMT kernel's grid height.
+template <typename T, bool GATED>
+void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
+               int64_t simt_tiles, cudaStream_t stream) {
+  if (path == GemmPath::kDecode) {
+    launch_decode_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else if (path == GemmPath::kTiled) {
+    const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
+    C10_CUDA_CHECK(err);
+  } else if (path == GemmPath::kWgmma) {
+    const cudaError_t err = launch_wgmma_gemm<T, GATED>(g, max_blocks, BM, stream);
+    C10_CUDA_CHECK(err);
+  } else {
+    launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
+  }
+}
+
 template <typename T>
 void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
                     const at::Tensor& w13_scale, const at::Tensor& w2_scale,
@@ -186,20 +233,16 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int64_t n_routes = p.M * p.topk;
   const bool aligned = !std::is_same_v<T, float> &&
                        tensor_core_supported(p.H, p.I, x.data_ptr(), w13.data_ptr(), w2.data_ptr());
-  const bool tensor_cores = !p.per_token && aligned;
-  // W8A8 on the int8 tensor cores (the tiled kernel with int8 activations).
-  const bool int8_mma = p.per_token && aligned;
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
   const bool grouped_mm_ok = std::is_same_v<T, __nv_bfloat16> && is_sm90_or_newer(x.get_device());
-  const GemmPath path = choose_gemm_path(tensor_cores, grouped_mm_ok, per_expert);
+  const GemmPath path = choose_gemm_path(aligned, p.per_token, grouped_mm_ok,
+                                         wgmma_supported(x.get_device()), per_expert);
   const bool prefill = path == GemmPath::kGroupedMm;
   int BM = kSimtBM;
   if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert);
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
-  // W8A8 on int8 tensor cores: the decode kernel up to 16 routes per expert, else the tiled one.
-  const bool int8_decode = int8_mma && per_expert <= 16;
-  if (int8_mma) BM = int8_decode ? decode_block_routes(per_expert) : tiled_block_n(per_expert);
+  if (path == GemmPath::kWgmma) BM = wgmma_block_n(per_expert);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -237,8 +280,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);
-  } else if (tensor_cores) {
-    if constexpr (!std::is_same_v<T, float>) {  // tensor_cores is false for fp32 activations
+  } else if (!p.per_token && path != GemmPath::kSimt) {
+    if constexpr (!std::is_same_v<T, float>) {  // fp32 activations always take kSimt
       at::Tensor inter = at::empty({capacity, p.I}, x.options());
       g1.out = inter.mutable_data_ptr();
       g2.a = inter.const_data_ptr();
@@ -269,28 +312,12 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
-    if (int8_decode) {
-      launch_decode_gemm<T, int8_t, true>(g1, r.max_blocks, BM, stream);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else if (int8_mma) {
-      const cudaError_t e1 = launch_tiled_gemm<T, int8_t, true>(g1, r.max_blocks, BM, stream);
-      C10_CUDA_CHECK(e1);
-    } else {
-      launch_simt<int8_t, T, true, true>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
-    }
+    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, ceil_div(p.I, 32), stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    if (int8_decode) {
-      launch_decode_gemm<T, int8_t, false>(g2, r.max_blocks, BM, stream);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else if (int8_mma) {
-      const cudaError_t e2 = launch_tiled_gemm<T, int8_t, false>(g2, r.max_blocks, BM, stream);
-      C10_CUDA_CHECK(e2);
-    } else {
-      launch_simt<int8_t, T, false, true>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
-    }
+    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, ceil_div(p.H, kSimtRows), stream);
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();

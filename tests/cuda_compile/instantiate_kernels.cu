@@ -84,3 +84,14 @@ template __global__ void down_epilogue_kernel<__nv_bfloat16>(
     const __nv_bfloat16*, const int32_t*, const int32_t*, int, const float*,
     const __nv_bfloat16*, const float*, bool, int64_t, float*);
 }  // namespace int8_moe
+
+#include "cuda/moe_gemm_wgmma.cuh"
+
+namespace int8_moe {
+template cudaError_t launch_wgmma_gemm<__nv_bfloat16, true>(const MoeGemmArgs&, int64_t, int,
+                                                            cudaStream_t);
+template cudaError_t launch_wgmma_gemm<__nv_bfloat16, false>(const MoeGemmArgs&, int64_t, int,
+                                                             cudaStream_t);
+template cudaError_t launch_wgmma_gemm<__half, true>(const MoeGemmArgs&, int64_t, int,
+                                                     cudaStream_t);
+}  // namespace int8_moe

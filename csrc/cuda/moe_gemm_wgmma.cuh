@@ -1,0 +1,248 @@
+// Grouped expert GEMMs for W8A8 prefill on Hopper (sm_90a): int8 x int8 on wgmma, int32
+// accumulation. The mma.sync tiled kernel (moe_gemm_tiled.cuh) reaches about 430 TOP/s; wgmma
+// issues a 64 x BN x 32 product per warpgroup from shared memory with no register traffic.
+//
+// Same "swap AB" roles as the other kernels: weight rows are wgmma's M side (A, 64 per
+// warpgroup), the expert's sorted routes its N side (B, BN per CTA). Both operands are int8 and
+// K-major, as they lie in memory (weights [E, N, K], activations [rows, K]), which is the only
+// layout wgmma takes for 8-bit types.
+//
+// CTA: 2 warpgroups (256 threads) over 128 weight rows x BN routes of one expert. K goes in
+// 128-byte chunks through a kWgmmaStages-deep cp.async ring. In shared memory each operand row
+// of a chunk is 128 bytes in the 128-byte swizzle wgmma expects (16-byte piece c of row r at
+// piece c ^ (r % 8); 8-row groups 1024 bytes apart), so the loader writes it directly; each k32
+// step advances the descriptors' start address by 32 bytes inside the swizzle atom. Zero-filled
+// pieces beyond N, K and for padding routes. cp.async writes are generic-proxy writes that
+// wgmma reads through the async proxy: each thread fences (fence.proxy.async) before the
+// barrier that publishes a chunk. A slot is refilled only after wgmma.wait_group shows the
+// products that read it retired, in both warpgroups (the same barrier).
+//
+// Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
+// 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: float(acc) * a_scale *
+// w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does
+// and writes the fp32 intermediate; GEMM2 writes each route's fp32 row times its router weight.
+// No split-K: deterministic. Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned operands.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "moe_gemm_tiled.cuh"
+#include "wgmma_s8.cuh"
+
+namespace int8_moe {
+
+constexpr int kWgmmaThreads = 256;
+constexpr int kWgmmaRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
+constexpr int kWgmmaBK = 128;    // K bytes per chunk: one 128-byte swizzle row per operand row
+constexpr int kWgmmaStages = 4;
+
+template <int BN>
+constexpr int wgmma_stage_bytes() {
+  return (kWgmmaRows + BN) * kWgmmaBK;
+}
+template <int BN>
+constexpr int wgmma_smem_bytes() {
+  return kWgmmaStages * wgmma_stage_bytes<BN>() + 1024;  // + alignment slack (1024-byte atoms)
+}
+
+// Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
+// leading offset unused for swizzled K-major (1 by convention), 1024 bytes between 8-row groups.
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
+  uint64_t d = static_cast<uint64_t>((smem_addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>(1) << 16;
+  d |= static_cast<uint64_t>(1024 >> 4) << 32;
+  d |= static_cast<uint64_t>(1) << 62;
+  return d;
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps the accumulators' registers ordered around the asynchronous products.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_operands(int (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// T: the activation dtype (output, bias). A rows are int8 activations with a_scale per row.
+template <typename T, int BN, bool GATED>
+__global__ void __launch_bounds__(kWgmmaThreads, 1) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int STAGE_BYTES = wgmma_stage_bytes<BN>();
+  constexpr int A_BYTES = kWgmmaRows * kWgmmaBK;
+  constexpr int PIECES = kWgmmaBK / 16;                           // 16-byte pieces per row
+  constexpr int A_PER_THREAD = kWgmmaRows * PIECES / kWgmmaThreads;  // 4
+  constexpr int B_PER_THREAD = BN * PIECES / kWgmmaThreads;          // BN / 32
+  constexpr int ROW_STEP = kWgmmaThreads / PIECES;                   // 32 rows between pieces
+  static_assert(BN % 32 == 0 && BN <= 256, "BN: a multiple of 32, at most 256");
+  extern __shared__ unsigned char wgmma_smem_raw[];
+
+  const int e = g.block_expert[blockIdx.x];
+  if (e < 0) return;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wg = warp / 4, wq = warp % 4;  // warpgroup, warp within it
+  const int grp = lane / 4, q = lane % 4;
+  const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t inter = g.N / 2;
+  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kWgmmaRows / 2 : kWgmmaRows);
+  const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
+  const int8_t* A = static_cast<const int8_t*>(g.a);
+
+  // Shared row r of the weight tile -> weight row (or -1 beyond N); GATED as the tiled kernel:
+  // rows 16m .. 16m+7 gate, 16m+8 .. 16m+15 up of intermediate columns 8m .. 8m+7.
+  auto weight_row = [&](int r) -> int64_t {
+    if constexpr (GATED) {
+      const int64_t j = tile0 + (r / 16) * 8 + r % 8;
+      if (j >= inter) return -1;
+      return (r / 8) % 2 ? up_row(g.act, j, inter) : gate_row(g.act, j, inter);
+    } else {
+      const int64_t n = tile0 + r;
+      return n < g.N ? n : -1;
+    }
+  };
+
+  // Loader: piece `piece` (16 bytes) of rows tid / 8 + 32 i, for the weight and token tiles.
+  const int piece = tid % PIECES;
+  const int8_t* wsrc[A_PER_THREAD];
+#pragma unroll
+  for (int i = 0; i < A_PER_THREAD; ++i) {
+    const int64_t row = weight_row(tid / PIECES + ROW_STEP * i);
+    wsrc[i] = row < 0 ? nullptr : W + row * g.K + piece * 16;
+  }
+  const int8_t* bsrc[B_PER_THREAD];
+#pragma unroll
+  for (int i = 0; i < B_PER_THREAD; ++i) {
+    const int64_t p = pos0 + tid / PIECES + ROW_STEP * i;
+    const int32_t route = g.sorted_routes[p];
+    bsrc[i] = route < 0 ? nullptr
+                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + piece * 16;
+  }
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
+  const uint32_t smem = (raw + 1023u) & ~1023u;
+  // Row r's piece lands at piece ^ (r % 8); ROW_STEP is a multiple of 8, so r % 8 is fixed.
+  const uint32_t dst_off = (tid / PIECES) * kWgmmaBK + ((piece ^ ((tid / PIECES) % 8)) * 16);
+  auto load_chunk = [&](int slot, int64_t chunk) {
+    const int64_t k0 = chunk * kWgmmaBK;
+    const bool k_ok = k0 + piece * 16 < g.K;
+    const uint32_t sa = smem + slot * STAGE_BYTES + dst_off;
+#pragma unroll
+    for (int i = 0; i < A_PER_THREAD; ++i) {
+      const bool ok = k_ok && wsrc[i] != nullptr;
+      cp_async_16(sa + i * ROW_STEP * kWgmmaBK, ok ? wsrc[i] + k0 : g.w, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < B_PER_THREAD; ++i) {
+      const bool ok = k_ok && bsrc[i] != nullptr;
+      cp_async_16(sa + A_BYTES + i * ROW_STEP * kWgmmaBK, ok ? bsrc[i] + k0 : g.a, ok);
+    }
+  };
+
+  int acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
+  const int64_t chunks = (g.K + kWgmmaBK - 1) / kWgmmaBK;
+  // Loads run kWgmmaStages - 2 chunks ahead: the slot refilled in iteration c held chunk c - 2,
+  // whose products wgmma_wait<1> has retired (chunk c - 1's may still run).
+  constexpr int AHEAD = kWgmmaStages - 2;
+#pragma unroll
+  for (int s = 0; s < AHEAD; ++s) {
+    if (s < chunks) load_chunk(s, s);
+    cp_async_commit();
+  }
+  for (int64_t c = 0; c < chunks; ++c) {
+    cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
+    fence_proxy_async_shared();  // ... and are visible to the async proxy (wgmma)
+    wgmma_fence_operands(acc);
+    wgmma_wait<1>();
+    wgmma_fence_operands(acc);
+    __syncthreads();  // chunk c complete for all; chunk c - 2's slot free in both warpgroups
+    {
+      const int64_t next = c + AHEAD;
+      if (next < chunks) load_chunk(static_cast<int>(next % kWgmmaStages), next);
+      cp_async_commit();
+    }
+    const uint32_t sa = smem + static_cast<uint32_t>(c % kWgmmaStages) * STAGE_BYTES;
+    const uint64_t da = wgmma_desc_sw128(sa + wg * 64 * kWgmmaBK);
+    const uint64_t db = wgmma_desc_sw128(sa + A_BYTES);
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < kWgmmaBK / 32; ++k)  // +32 bytes = +2 in the descriptor's address field
+      wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);
+    wgmma_commit();
+  }
+  wgmma_fence_operands(acc);
+  wgmma_wait<0>();
+  wgmma_fence_operands(acc);
+  cp_async_wait<0>();  // nothing may be in flight into shared memory when the CTA exits
+
+  // Accumulator d[4n + i] is (row grp, route 8n + 2q + i) and d[4n + 2 + i] (row grp + 8, same
+  // route) of warp wq's 16 rows of this warpgroup's 64.
+  const int r = wg * 64 + wq * 16 + grp;
+  const int64_t row[2] = {weight_row(r), weight_row(r + 8)};
+  float s[2], bv[2];
+  load_row_scale_bias<T>(g, e, row, s, bv);
+  const int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
+#pragma unroll
+  for (int n = 0; n < BN / 8; ++n) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int64_t p = pos0 + n * 8 + 2 * q + i;
+      const int32_t route = g.sorted_routes[p];
+      if (route < 0) continue;
+      store_row_pair<T, true, GATED>(g, p, route, static_cast<float>(acc[4 * n + i]),
+                                     static_cast<float>(acc[4 * n + 2 + i]), row, s, bv, j);
+    }
+  }
+#else
+  __trap();  // launched only where wgmma_supported() (an sm_90a build on a 9.0 device)
+#endif
+}
+
+// Routes per tile for a given average number of routes per expert.
+inline int wgmma_block_n(int64_t per_expert) {
+  return per_expert <= 64 ? 64 : (per_expert <= 160 ? 128 : 256);
+}
+
+template <typename T, int BN, bool GATED>
+cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
+  constexpr int smem = wgmma_smem_bytes<BN>();
+  auto* kernel = &moe_gemm_wgmma_kernel<T, BN, GATED>;
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, kWgmmaRows / 2) : ceil_div(g.N, kWgmmaRows);
+  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  kernel<<<grid, kWgmmaThreads, smem, stream>>>(g);
+  return cudaGetLastError();
+}
+
+// W8A8 only (g.a int8 rows, g.a_scale per row). BN: wgmma_block_n(); the routing must be
+// aligned to the same BN.
+template <typename T, bool GATED>
+cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN,
+                              cudaStream_t stream) {
+  if (BN == 64) return launch_wgmma_gemm_bn<T, 64, GATED>(g, max_blocks, stream);
+  if (BN == 128) return launch_wgmma_gemm_bn<T, 128, GATED>(g, max_blocks, stream);
+  return launch_wgmma_gemm_bn<T, 256, GATED>(g, max_blocks, stream);
+}
+
+}  // namespace int8_moe
