@@ -1,13 +1,13 @@
-"""Kernel-family tuning table over every SPEC model shape and its tensor-parallel splits.
+"""Kernel-tuning table over every SPEC model shape and its tensor-parallel splits.
 
 For each model, each TP split of its intermediate size (I / tp for tp in --tp, when a multiple of
 16), and each token count M, it times the int8 forward (W8A16, or W8A8 with --act-quant
-per_token; CUDA-graph replays, routing included) with each kernel variant forced
-(INT8_MOE_GEMM_PATH = decode with INT8_MOE_DECODE_BM = 8, 16 and 32 routes per block, tiled,
-grouped_mm where it applies) and with the default dispatch ("auto"), and prints one row per
-case: the routes per expert, the best variant, and how far "auto" is from it. The last line
-counts the cases where auto is within 5% of the best. Weights are random int8 with random
-scales (timing only), so the largest shapes load in seconds.
+per_token; CUDA-graph replays, routing included) with each kernel variant forced and with the
+default dispatch ("auto"): INT8_MOE_GEMM_PATH = decode (INT8_MOE_DECODE_BM = 8, 16, 32 routes
+per block), tiled, grouped_mm (W8A16) and wgmma (W8A8, INT8_MOE_WGMMA_BN = 64, 128, 256) where
+they apply. One row per case: the routes per expert, the best variant, and how far "auto" is
+from it. The last line counts the cases where auto is within 5% of the best. Weights are random
+int8 with random scales (timing only), so the largest shapes load in seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from common import device_name  # noqa: E402
 MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 
 
-def variants_for(per_expert: int, grouped_mm_ok: bool) -> dict[str, dict[str, str]]:
+def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[str, dict]:
     """Label -> INT8_MOE_* knobs. Forcing decode far above its design point only wastes time
     (it re-streams the weights once per block of routes)."""
     v = {}
@@ -40,6 +40,9 @@ def variants_for(per_expert: int, grouped_mm_ok: bool) -> dict[str, dict[str, st
     v["tiled"] = dict(GEMM_PATH="tiled")
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
+    if wgmma_ok and per_expert >= 16:
+        for bn in ("64", "128", "256"):
+            v[f"wgmma/{bn}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn)
     return v
 
 
@@ -55,12 +58,14 @@ def time_case(
             x, *weights, tw, ids, activation=shape.activation, act_quant=act_quant
         )
 
-    with knobs(GEMM_PATH="auto", DECODE_BM="auto"):
+    with knobs(GEMM_PATH="auto", DECODE_BM="auto", WGMMA_BN="auto"):
         auto_ms = timed(run, graph=True)
     forced = {}
-    # grouped_mm widens the weights for bf16 activations: W8A8 never takes it.
-    ok = grouped_mm_ok and act_quant == "none"
-    for label, env in variants_for(per_expert, ok).items():
+    # grouped_mm widens the weights for bf16 activations (W8A16 only); wgmma is W8A8's, on
+    # compute capability 9.0.
+    w8a16 = act_quant == "none"
+    wgmma_ok = not w8a16 and torch.cuda.get_device_capability() == (9, 0)
+    for label, env in variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok).items():
         with knobs(**env):
             forced[label] = timed(run, graph=True)
     best = min(forced, key=forced.get)

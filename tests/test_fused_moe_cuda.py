@@ -123,6 +123,31 @@ def test_w8a8_forced_families(monkeypatch, path, M, dtype, activation):
     check(case, dtype, act_quant="per_token", activation=activation)
 
 
+# Every wgmma route tile forced on the same inputs (300 tokens: 75 routes per expert, so 64-route
+# tiles take two blocks per expert and 256-route tiles one, mostly padding).
+@pytest.mark.parametrize("bn", ["64", "128", "256"])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_wgmma_forced_block_routes(monkeypatch, bn, activation):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    case = make_case(300, 208, 176, 12, 3, device="cuda", bias=True, seed=41, n_used_experts=9)
+    check(case, act_quant="per_token", activation=activation)
+
+
+def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
+    case = make_case(300, 256, 176, 8, 2, device="cuda", seed=23)
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    if wgmma_expected():
+        monkeypatch.setenv("INT8_MOE_WGMMA_BN", "96")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256"):
+            ops.fused_moe(*case.args(), act_quant="per_token")
+    else:
+        with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):
+            ops.fused_moe(*case.args(), act_quant="per_token")
+
+
 @pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
 def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
     """40 tokens on one expert, built so every step before GEMM2 is exact (see

@@ -242,7 +242,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert);
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
-  if (path == GemmPath::kWgmma) BM = wgmma_block_n(per_expert);
+  if (path == GemmPath::kWgmma) {
+    BM = wgmma_block_n(per_expert);
+    TORCH_CHECK(BM > 0, "int8_moe::fused_moe: INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256, "
+                "got '", std::getenv("INT8_MOE_WGMMA_BN"), "'");
+  }
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);

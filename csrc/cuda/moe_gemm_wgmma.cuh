@@ -8,14 +8,15 @@
 // layout wgmma takes for 8-bit types.
 //
 // CTA: 2 warpgroups (256 threads) over 128 weight rows x BN routes of one expert. K goes in
-// 128-byte chunks through a kWgmmaStages-deep cp.async ring. In shared memory each operand row
+// 128-byte chunks through a cp.async ring of wgmma_stages<BN>() slots, small enough for 2 CTAs
+// per SM up to BN = 128 (one CTA's epilogue and prologue overlap the other's products). In shared memory each operand row
 // of a chunk is 128 bytes in the 128-byte swizzle wgmma expects (16-byte piece c of row r at
 // piece c ^ (r % 8); 8-row groups 1024 bytes apart), so the loader writes it directly; each k32
 // step advances the descriptors' start address by 32 bytes inside the swizzle atom. Zero-filled
 // pieces beyond N, K and for padding routes. cp.async writes are generic-proxy writes that
 // wgmma reads through the async proxy: each thread fences (fence.proxy.async) before the
 // barrier that publishes a chunk. A slot is refilled only after wgmma.wait_group shows the
-// products that read it retired, in both warpgroups (the same barrier).
+// products that read it retired, in both warpgroups (a second barrier).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
 // 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: float(acc) * a_scale *
@@ -26,6 +27,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "moe_gemm_tiled.cuh"
 #include "wgmma_s8.cuh"
 
@@ -34,15 +38,19 @@ namespace int8_moe {
 constexpr int kWgmmaThreads = 256;
 constexpr int kWgmmaRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
 constexpr int kWgmmaBK = 128;    // K bytes per chunk: one 128-byte swizzle row per operand row
-constexpr int kWgmmaStages = 4;
 
 template <int BN>
 constexpr int wgmma_stage_bytes() {
   return (kWgmmaRows + BN) * kWgmmaBK;
 }
+// 3 slots (2 CTAs per SM: 2 x 97 KB up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
+template <int BN>
+constexpr int wgmma_stages() {
+  return BN == 256 ? 4 : 3;
+}
 template <int BN>
 constexpr int wgmma_smem_bytes() {
-  return kWgmmaStages * wgmma_stage_bytes<BN>() + 1024;  // + alignment slack (1024-byte atoms)
+  return wgmma_stages<BN>() * wgmma_stage_bytes<BN>() + 1024;  // + slack for 1024-byte alignment
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -85,8 +93,9 @@ __device__ __forceinline__ void wgmma_fence_operands(int (&d)[R]) {
 
 // T: the activation dtype (output, bias). A rows are int8 activations with a_scale per row.
 template <typename T, int BN, bool GATED>
-__global__ void __launch_bounds__(kWgmmaThreads, 1) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+__global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int STAGES = wgmma_stages<BN>();
   constexpr int STAGE_BYTES = wgmma_stage_bytes<BN>();
   constexpr int A_BYTES = kWgmmaRows * kWgmmaBK;
   constexpr int PIECES = kWgmmaBK / 16;                           // 16-byte pieces per row
@@ -160,27 +169,18 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) moe_gemm_wgmma_kernel(MoeGem
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
   const int64_t chunks = (g.K + kWgmmaBK - 1) / kWgmmaBK;
-  // Loads run kWgmmaStages - 2 chunks ahead: the slot refilled in iteration c held chunk c - 2,
-  // whose products wgmma_wait<1> has retired (chunk c - 1's may still run).
-  constexpr int AHEAD = kWgmmaStages - 2;
+  // Loads run STAGES - 1 chunks ahead: iteration c refills the slot of chunk c - 1 once its
+  // products have retired in both warpgroups, while chunk c's products run.
 #pragma unroll
-  for (int s = 0; s < AHEAD; ++s) {
+  for (int s = 0; s < STAGES - 1; ++s) {
     if (s < chunks) load_chunk(s, s);
     cp_async_commit();
   }
   for (int64_t c = 0; c < chunks; ++c) {
-    cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
-    fence_proxy_async_shared();  // ... and are visible to the async proxy (wgmma)
-    wgmma_fence_operands(acc);
-    wgmma_wait<1>();
-    wgmma_fence_operands(acc);
-    __syncthreads();  // chunk c complete for all; chunk c - 2's slot free in both warpgroups
-    {
-      const int64_t next = c + AHEAD;
-      if (next < chunks) load_chunk(static_cast<int>(next % kWgmmaStages), next);
-      cp_async_commit();
-    }
-    const uint32_t sa = smem + static_cast<uint32_t>(c % kWgmmaStages) * STAGE_BYTES;
+    cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
+    fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
+    __syncthreads();              // ... for every thread
+    const uint32_t sa = smem + static_cast<uint32_t>(c % STAGES) * STAGE_BYTES;
     const uint64_t da = wgmma_desc_sw128(sa + wg * 64 * kWgmmaBK);
     const uint64_t db = wgmma_desc_sw128(sa + A_BYTES);
     wgmma_fence();
@@ -188,6 +188,13 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) moe_gemm_wgmma_kernel(MoeGem
     for (int k = 0; k < kWgmmaBK / 32; ++k)  // +32 bytes = +2 in the descriptor's address field
       wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);
     wgmma_commit();
+    wgmma_fence_operands(acc);
+    wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
+    wgmma_fence_operands(acc);
+    __syncthreads();  // ... and in the other: its slot is free
+    const int64_t next = c + STAGES - 1;
+    if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+    cp_async_commit();
   }
   wgmma_fence_operands(acc);
   wgmma_wait<0>();
@@ -217,9 +224,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) moe_gemm_wgmma_kernel(MoeGem
 #endif
 }
 
-// Routes per tile for a given average number of routes per expert.
+// Routes per tile for a given average number of routes per expert. INT8_MOE_WGMMA_BN = 64 |
+// 128 | 256 forces it, for tuning (256: one CTA per SM, whose epilogue nothing overlaps).
 inline int wgmma_block_n(int64_t per_expert) {
-  return per_expert <= 64 ? 64 : (per_expert <= 160 ? 128 : 256);
+  const char* env = std::getenv("INT8_MOE_WGMMA_BN");
+  const std::string forced = env ? env : "";
+  if (forced == "64") return 64;
+  if (forced == "128") return 128;
+  if (forced == "256") return 256;
+  if (!forced.empty() && forced != "auto") return -1;  // the caller names the knob
+  return per_expert <= 64 ? 64 : 128;
 }
 
 template <typename T, int BN, bool GATED>
