@@ -89,9 +89,10 @@ def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
     assert_moe_close(out, auto.float(), dtype)
 
 
-# W8A8 with bf16/fp16 activations and aligned shapes runs on the int8 tensor cores: M = 1 and 37
-# (1 and 10 routes per expert) take the decode kernel (8- and 32-route tiles), 300 and 1100 the
-# tiled kernel (128-route tiles). Tails, empty experts, biases, both gated layouts.
+# W8A8 with bf16/fp16 activations and aligned shapes runs on the int8 tensor cores, by the
+# automatic choice: M = 1 (1 route per expert) takes the decode kernel; 37, 300 and 1100 (10, 75
+# and 275) take wgmma on compute capability 9.0, else the decode and tiled kernels. Tails, empty
+# experts, biases, both gated layouts.
 @pytest.mark.parametrize("M", [1, 37, 300, 1100])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])

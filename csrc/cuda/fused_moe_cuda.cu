@@ -148,8 +148,11 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
                 "capability 9.0 device and a build whose TORCH_CUDA_ARCH_LIST includes 9.0a");
     return GemmPath::kWgmma;
   }
+  // W8A8 on wgmma from 9 routes per expert: at 16 it takes 0.82x the decode kernel's time on
+  // Mixtral and 0.75x on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 9).
+  if (int8_act && wgmma_ok && per_expert > 8) return GemmPath::kWgmma;
   if (per_expert <= 16) return GemmPath::kDecode;
-  if (int8_act) return wgmma_ok ? GemmPath::kWgmma : GemmPath::kTiled;
+  if (int8_act) return GemmPath::kTiled;
   if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
   return GemmPath::kTiled;
 }
@@ -243,7 +246,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) {
-    BM = wgmma_block_n(per_expert);
+    BM = wgmma_block_n(per_expert, p.H, p.I);
     TORCH_CHECK(BM > 0, "int8_moe::fused_moe: INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256, "
                 "got '", std::getenv("INT8_MOE_WGMMA_BN"), "'");
   }

@@ -27,6 +27,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -224,16 +225,19 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
 #endif
 }
 
-// Routes per tile for a given average number of routes per expert. INT8_MOE_WGMMA_BN = 64 |
-// 128 | 256 forces it, for tuning (256: one CTA per SM, whose epilogue nothing overlaps).
-inline int wgmma_block_n(int64_t per_expert) {
+// Routes per tile for a given average number of routes per expert and the two reductions (H for
+// GEMM1, I for GEMM2). 128-route tiles halve the weight reloads, and pay off with long K loops
+// (Mixtral, K = 4096 / 14336); with short ones (Qwen3-30B-A3B, 2048 / 768) the fixed cost per
+// CTA weighs more and 64-route tiles, 3 CTAs per SM, are about 6% faster (benchmarks/NOTES.md,
+// variant 9). INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces it, for tuning (256: one CTA per SM).
+inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I) {
   const char* env = std::getenv("INT8_MOE_WGMMA_BN");
   const std::string forced = env ? env : "";
   if (forced == "64") return 64;
   if (forced == "128") return 128;
   if (forced == "256") return 256;
   if (!forced.empty() && forced != "auto") return -1;  // the caller names the knob
-  return per_expert <= 64 ? 64 : 128;
+  return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
 template <typename T, int BN, bool GATED>
