@@ -16,11 +16,13 @@ from . import ops
 LAYER_ACT_QUANT_MODES = (*ops.ACT_QUANT_MODES, "auto")
 
 # Smallest M for which "auto" runs W8A8, per device type.
-#   cuda: None. On the H100 the current W8A8 path (CUDA cores) is slower than W8A16 at every M
-#         measured (0.02-0.68x bf16 against 0.54-3.0x; README, benchmarks/results/).
+#   cuda: 64. On the H100 (benchmarks/NOTES.md, variant 9) W8A8 takes 0.81x W8A16's time at
+#         M = 64 on Mixtral and 0.92x on Qwen3-30B-A3B, 0.33-0.91x from 1024 to 16384 tokens;
+#         at M <= 16 both stream the same weight bytes and are equal within 5%, so W8A8's larger
+#         error would buy nothing there.
 #   cpu:  None. On the 2-core development CPU W8A8 is faster only at M = 1 (1.8x) and 0.48-0.93x
 #         W8A16 from M = 8 to 2048 (benchmarks/results/bench_moe_cpu.log).
-AUTO_PER_TOKEN_MIN_TOKENS: dict[str, int | None] = {"cuda": None, "cpu": None}
+AUTO_PER_TOKEN_MIN_TOKENS: dict[str, int | None] = {"cuda": 64, "cpu": None}
 
 
 def check_layer_act_quant(mode: str) -> str:
