@@ -10,7 +10,8 @@ Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / 
 rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I. W8A8's floor uses the
 int8 matmul rate (torch._int_mm on a large product) instead of the bf16 one.
 It also times the int8 layer with each kernel family forced (INT8_MOE_GEMM_PATH: decode at
-decode sizes, tiled everywhere, grouped_mm at prefill sizes), the table the dispatch is tuned by.
+decode sizes, tiled everywhere, grouped_mm at prefill sizes, wgmma from M = 64 on compute
+capability 9.0), the table the dispatch is tuned by.
 Writes a CSV and a PNG (time against M for int8, bf16 and the floor, one panel per model).
 """
 
@@ -105,7 +106,10 @@ def gemm_path(path: str):
 
 
 def forced_paths(M: int) -> list[str]:
-    return (["decode"] if M <= 64 else []) + ["tiled"] + (["grouped_mm"] if M >= 1024 else [])
+    wgmma = ["wgmma"] if torch.cuda.get_device_capability() == (9, 0) and M >= 64 else []
+    return (
+        (["decode"] if M <= 64 else []) + ["tiled"] + (["grouped_mm"] if M >= 1024 else []) + wgmma
+    )
 
 
 def timed(fn, graph: bool) -> float:

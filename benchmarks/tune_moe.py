@@ -4,7 +4,7 @@ For each model, each TP split of its intermediate size (I / tp for tp in --tp, w
 16), and each token count M, it times the int8 forward (W8A16, or W8A8 with --act-quant
 per_token; CUDA-graph replays, routing included) with each kernel variant forced and with the
 default dispatch ("auto"): INT8_MOE_GEMM_PATH = decode (INT8_MOE_DECODE_BM = 8, 16, 32 routes
-per block), tiled, grouped_mm (W8A16) and wgmma (W8A8, INT8_MOE_WGMMA_BN = 64, 128, 256) where
+per block), tiled, grouped_mm (W8A16) and wgmma (INT8_MOE_WGMMA_BN = 64, 128, 256) where
 they apply. One row per case: the routes per expert, the best variant, and how far "auto" is
 from it. The last line counts the cases where auto is within 5% of the best. Weights are random
 int8 with random scales (timing only), so the largest shapes load in seconds.
@@ -61,10 +61,10 @@ def time_case(
     with knobs(GEMM_PATH="auto", DECODE_BM="auto", WGMMA_BN="auto"):
         auto_ms = timed(run, graph=True)
     forced = {}
-    # grouped_mm widens the weights for bf16 activations (W8A16 only); wgmma is W8A8's, on
-    # compute capability 9.0.
+    # grouped_mm widens the weights for bf16 activations (W8A16 only); wgmma needs compute
+    # capability 9.0.
     w8a16 = act_quant == "none"
-    wgmma_ok = not w8a16 and torch.cuda.get_device_capability() == (9, 0)
+    wgmma_ok = torch.cuda.get_device_capability() == (9, 0)
     for label, env in variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok).items():
         with knobs(**env):
             forced[label] = timed(run, graph=True)

@@ -70,16 +70,24 @@ def grouped_mm_available(dtype):
     return dtype == torch.bfloat16 and torch.cuda.get_device_capability()[0] >= 9
 
 
+def wgmma_expected() -> bool:
+    # setup.py and scripts/gpu_check.sh build sm_90a machine code, which has wgmma; the kernel
+    # exists on compute capability 9.0 only.
+    return torch.cuda.get_device_capability() == (9, 0)
+
+
 # Each kernel family forced (INT8_MOE_GEMM_PATH) on the same inputs, whatever the token count:
 # H and I multiples of 16 but not of 64/128 (K and N tails inside a tile), uneven and empty
 # experts (n_used_experts), biases, both gated layouts.
-@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm"])
+@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm", "wgmma"])
 @pytest.mark.parametrize("M", [1, 37, 300, 1100])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
     if path == "grouped_mm" and not grouped_mm_available(dtype):
         pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
     case = make_case(M, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M,
                      n_used_experts=9)
@@ -102,12 +110,6 @@ def test_w8a8_tensor_cores(M, dtype, activation):
     check(case, dtype, act_quant="per_token", activation=activation)
 
 
-def wgmma_expected() -> bool:
-    # setup.py and scripts/gpu_check.sh build sm_90a machine code, which has wgmma; the kernel
-    # exists on compute capability 9.0 only.
-    return torch.cuda.get_device_capability() == (9, 0)
-
-
 # W8A8 with each int8 kernel family forced: decode, mma.sync tiled, and wgmma (sm_90a) over
 # its three route tiles (150 tokens: 38 routes per expert -> 64-route tiles; 300 -> 128;
 # 1100 -> 256). Tails in N and K, empty experts, biases, both gated layouts.
@@ -127,14 +129,15 @@ def test_w8a8_forced_families(monkeypatch, path, M, dtype, activation):
 # Every wgmma route tile forced on the same inputs (300 tokens: 75 routes per expert, so 64-route
 # tiles take two blocks per expert and 256-route tiles one, mostly padding).
 @pytest.mark.parametrize("bn", ["64", "128", "256"])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
-def test_wgmma_forced_block_routes(monkeypatch, bn, activation):
+def test_wgmma_forced_block_routes(monkeypatch, bn, act_quant, activation):
     if not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
     monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
     case = make_case(300, 208, 176, 12, 3, device="cuda", bias=True, seed=41, n_used_experts=9)
-    check(case, act_quant="per_token", activation=activation)
+    check(case, act_quant=act_quant, activation=activation)
 
 
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
@@ -177,8 +180,10 @@ def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
     assert torch.equal(out, (acc2.float() * a_scale).bfloat16())
 
 
-@pytest.mark.parametrize("path", ["decode", "tiled"])
+@pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
 def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
     case = make_case(500, 256, 112, 8, 1, device="cuda", seed=21, id_dtype=torch.int64)
     check(case, apply_router_weight_on_input=True)
@@ -259,10 +264,12 @@ def test_int64_ids_and_weight_on_input(M, dtype):
 
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("M, path", [(2, "auto"), (48, "auto"), (120, "auto"),  # decode, tiled
-                                     (512, "tiled"), (512, "grouped_mm")])
+                                     (512, "tiled"), (512, "grouped_mm"), (512, "wgmma")])
 def test_cuda_graph_capture_and_replay(monkeypatch, act_quant, M, path):
     if path == "grouped_mm" and not grouped_mm_available(torch.bfloat16):
         pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
     case = make_case(M, 256, 176, 8, 4, device="cuda", seed=8)
     static = [t.clone() for t in (case.x, case.topk_weights, case.topk_ids)]

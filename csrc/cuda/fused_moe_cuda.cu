@@ -103,8 +103,8 @@ bool wgmma_supported(int device) {
 }
 
 // The kernel family of the expert GEMMs. INT8_MOE_GEMM_PATH (decode | tiled | grouped_mm |
-// wgmma) forces one where it applies (grouped_mm: W8A16 only, wgmma: W8A8 only; elsewhere the
-// automatic choice), for tests and tuning; unset or "auto" picks by tokens per expert.
+// wgmma) forces one where it applies (grouped_mm: W8A16 only, elsewhere the automatic choice),
+// for tests and tuning; unset or "auto" picks by tokens per expert.
 enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm, kWgmma };
 
 // Above this many routes per expert (on average) torch's grouped GEMM on widened weights beats
@@ -143,7 +143,7 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
                 "activations on sm_90 or newer");
     return GemmPath::kGroupedMm;
   }
-  if (forced == "wgmma" && int8_act) {
+  if (forced == "wgmma") {
     TORCH_CHECK(wgmma_ok, "int8_moe::fused_moe: INT8_MOE_GEMM_PATH=wgmma needs a compute "
                 "capability 9.0 device and a build whose TORCH_CUDA_ARCH_LIST includes 9.0a");
     return GemmPath::kWgmma;
@@ -218,7 +218,7 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err = launch_wgmma_gemm<T, GATED>(g, max_blocks, BM, stream);
+    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -297,6 +297,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         launch_decode_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else if (path == GemmPath::kWgmma) {
+        const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
+        C10_CUDA_CHECK(e1);
+        const cudaError_t e2 = launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
+        C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)
         const cudaError_t e1 = launch_tiled_gemm<T, T, true>(g1, r.max_blocks, BM, stream);

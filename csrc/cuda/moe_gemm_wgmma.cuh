@@ -1,28 +1,33 @@
-// Grouped expert GEMMs for W8A8 prefill on Hopper (sm_90a): int8 x int8 on wgmma, int32
-// accumulation. The mma.sync tiled kernel (moe_gemm_tiled.cuh) reaches about 430 TOP/s; wgmma
-// issues a 64 x BN x 32 product per warpgroup from shared memory with no register traffic.
+// Grouped expert GEMMs on Hopper (sm_90a) wgmma: W8A8 (int8 x int8, int32 accumulation) and
+// W8A16 (bf16/fp16 activations, int8 weights widened into shared memory, fp32 accumulation).
+// The mma.sync kernels (moe_gemm_tiled.cuh) feed the tensor cores from registers and reach about
+// 430 TOP/s (W8A8) and 150-210 TFLOP/s (W8A16); wgmma issues a 64 x BN x k product per
+// warpgroup straight from shared memory.
 //
 // Same "swap AB" roles as the other kernels: weight rows are wgmma's M side (A, 64 per
-// warpgroup), the expert's sorted routes its N side (B, BN per CTA). Both operands are int8 and
-// K-major, as they lie in memory (weights [E, N, K], activations [rows, K]), which is the only
-// layout wgmma takes for 8-bit types.
+// warpgroup), the expert's sorted routes its N side (B, BN per CTA), both K-major as they lie in
+// memory (weights [E, N, K], activations [rows, K]); 8-bit operands take no other layout.
 //
 // CTA: 2 warpgroups (256 threads) over 128 weight rows x BN routes of one expert. K goes in
-// 128-byte chunks through a cp.async ring of wgmma_stages<BN>() slots, small enough for 2 CTAs
-// per SM up to BN = 128 (one CTA's epilogue and prologue overlap the other's products). In shared memory each operand row
-// of a chunk is 128 bytes in the 128-byte swizzle wgmma expects (16-byte piece c of row r at
-// piece c ^ (r % 8); 8-row groups 1024 bytes apart), so the loader writes it directly; each k32
-// step advances the descriptors' start address by 32 bytes inside the swizzle atom. Zero-filled
-// pieces beyond N, K and for padding routes. cp.async writes are generic-proxy writes that
-// wgmma reads through the async proxy: each thread fences (fence.proxy.async) before the
-// barrier that publishes a chunk. A slot is refilled only after wgmma.wait_group shows the
-// products that read it retired, in both warpgroups (a second barrier).
+// chunks of 128 bytes of activation row (128 int8 or 64 bf16) through a cp.async ring of
+// wgmma_stages<BN>() slots, small enough for 2 CTAs per SM up to BN = 128 (one CTA's epilogue and
+// prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
+// 128-byte swizzle wgmma expects (16-byte piece c of row r at piece c ^ (r % 8); 8-row groups
+// 1024 bytes apart); each k step advances the descriptors' start address by 32 bytes inside the
+// swizzle atom. W8A8: cp.async writes both operands swizzled. W8A16: cp.async stages the int8
+// weight rows (64 bytes each) and the CTA widens them (exact) into a swizzled bf16/fp16 tile, one
+// of two, before the chunk's products. Zero-filled pieces beyond N, K and for padding routes.
+// Shared memory written by cp.async or plain stores is read by wgmma through the async proxy:
+// each writing thread fences (fence.proxy.async) before the barrier that publishes it. A slot is
+// refilled only after wgmma.wait_group shows the products that read it retired, in both
+// warpgroups (a barrier after the wait).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
-// 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: float(acc) * a_scale *
-// w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does
-// and writes the fp32 intermediate; GEMM2 writes each route's fp32 row times its router weight.
-// No split-K: deterministic. Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned operands.
+// 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: acc (* a_scale) *
+// w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does and
+// writes the intermediate (fp32 for W8A8, to be quantized per token; the activation dtype for
+// W8A16); GEMM2 writes each route's fp32 row times its router weight. No split-K: deterministic.
+// Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned operands.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -32,26 +37,31 @@
 #include <string>
 
 #include "moe_gemm_tiled.cuh"
+#include "wgmma_f16.cuh"
 #include "wgmma_s8.cuh"
 
 namespace int8_moe {
 
 constexpr int kWgmmaThreads = 256;
 constexpr int kWgmmaRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
-constexpr int kWgmmaBK = 128;    // K bytes per chunk: one 128-byte swizzle row per operand row
+constexpr int kWgmmaBK = 128;    // bytes of activation row per chunk: one 128-byte swizzle row
 
-template <int BN>
+// Bytes per ring slot: the weight tile (W8A8: swizzled int8 rows of 128; W8A16: staged int8 rows
+// of 64, widened elsewhere) and the activation tile (BN swizzled rows of 128 bytes).
+template <typename AT, int BN>
 constexpr int wgmma_stage_bytes() {
-  return (kWgmmaRows + BN) * kWgmmaBK;
+  return kWgmmaRows * (sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2) + BN * kWgmmaBK;
 }
-// 3 slots (2 CTAs per SM: 2 x 97 KB up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
+// 3 slots (2 CTAs per SM up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
 template <int BN>
 constexpr int wgmma_stages() {
   return BN == 256 ? 4 : 3;
 }
-template <int BN>
+template <typename AT, int BN>
 constexpr int wgmma_smem_bytes() {
-  return wgmma_stages<BN>() * wgmma_stage_bytes<BN>() + 1024;  // + slack for 1024-byte alignment
+  // W8A16 adds two widened weight tiles (128 rows x 128 bytes); + slack for 1024-byte alignment.
+  return wgmma_stages<BN>() * wgmma_stage_bytes<AT, BN>() +
+         (sizeof(AT) == 1 ? 0 : 2 * kWgmmaRows * kWgmmaBK) + 1024;
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -91,18 +101,28 @@ __device__ __forceinline__ void wgmma_fence_operands(int (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
+template <int R>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
 
-// T: the activation dtype (output, bias). A rows are int8 activations with a_scale per row.
-template <typename T, int BN, bool GATED>
+// T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
+// a_scale per row) or T (W8A16).
+template <typename T, typename AT, int BN, bool GATED>
 __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool INT8 = std::is_same_v<AT, int8_t>;
+  using Acc = std::conditional_t<INT8, int, float>;
   constexpr int STAGES = wgmma_stages<BN>();
-  constexpr int STAGE_BYTES = wgmma_stage_bytes<BN>();
-  constexpr int A_BYTES = kWgmmaRows * kWgmmaBK;
-  constexpr int PIECES = kWgmmaBK / 16;                           // 16-byte pieces per row
-  constexpr int A_PER_THREAD = kWgmmaRows * PIECES / kWgmmaThreads;  // 4
-  constexpr int B_PER_THREAD = BN * PIECES / kWgmmaThreads;          // BN / 32
-  constexpr int ROW_STEP = kWgmmaThreads / PIECES;                   // 32 rows between pieces
+  constexpr int STAGE_BYTES = wgmma_stage_bytes<AT, BN>();
+  constexpr int W_ROW = INT8 ? kWgmmaBK : kWgmmaBK / 2;  // weight bytes per row per chunk
+  constexpr int A_BYTES = kWgmmaRows * W_ROW;             // the weight part of a slot
+  constexpr int KC = kWgmmaBK / static_cast<int>(sizeof(AT));  // K elements per chunk
+  constexpr int PIECES = kWgmmaBK / 16;                        // 16-byte pieces per 128 bytes
+  constexpr int W_PIECES = W_ROW / 16;
+  constexpr int A_PER_THREAD = kWgmmaRows * W_PIECES / kWgmmaThreads;  // 4 (W8A8) or 2
+  constexpr int B_PER_THREAD = BN * PIECES / kWgmmaThreads;            // BN / 32
   static_assert(BN % 32 == 0 && BN <= 256, "BN: a multiple of 32, at most 256");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
@@ -115,7 +135,7 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
   const int64_t inter = g.N / 2;
   const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kWgmmaRows / 2 : kWgmmaRows);
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
-  const int8_t* A = static_cast<const int8_t*>(g.a);
+  const AT* A = static_cast<const AT*>(g.a);
 
   // Shared row r of the weight tile -> weight row (or -1 beyond N); GATED as the tiled kernel:
   // rows 16m .. 16m+7 gate, 16m+8 .. 16m+15 up of intermediate columns 8m .. 8m+7.
@@ -130,46 +150,71 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
     }
   };
 
-  // Loader: piece `piece` (16 bytes) of rows tid / 8 + 32 i, for the weight and token tiles.
-  const int piece = tid % PIECES;
+  // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (256 / W_PIECES) i; activation
+  // piece tid % 8 of rows tid / 8 + 32 i. (K % 16 == 0: a piece is all valid or none.)
+  const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
-    const int64_t row = weight_row(tid / PIECES + ROW_STEP * i);
-    wsrc[i] = row < 0 ? nullptr : W + row * g.K + piece * 16;
+    const int64_t row = weight_row(tid / W_PIECES + (kWgmmaThreads / W_PIECES) * i);
+    wsrc[i] = row < 0 ? nullptr : W + row * g.K + wpiece * 16;
   }
-  const int8_t* bsrc[B_PER_THREAD];
+  const AT* bsrc[B_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < B_PER_THREAD; ++i) {
-    const int64_t p = pos0 + tid / PIECES + ROW_STEP * i;
+    const int64_t p = pos0 + tid / PIECES + (kWgmmaThreads / PIECES) * i;
     const int32_t route = g.sorted_routes[p];
     bsrc[i] = route < 0 ? nullptr
-                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + piece * 16;
+                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * (KC / 8);
   }
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
   const uint32_t smem = (raw + 1023u) & ~1023u;
-  // Row r's piece lands at piece ^ (r % 8); ROW_STEP is a multiple of 8, so r % 8 is fixed.
-  const uint32_t dst_off = (tid / PIECES) * kWgmmaBK + ((piece ^ ((tid / PIECES) % 8)) * 16);
+  // Swizzled destination of this thread's pieces: the row's low 3 bits are fixed across i
+  // (rows step by a multiple of 8).
+  auto swz = [](int row, int piece) { return row * kWgmmaBK + ((piece ^ (row % 8)) * 16); };
+  const uint32_t w_off = INT8 ? swz(tid / PIECES, wpiece) : (tid / W_PIECES) * W_ROW + wpiece * 16;
+  const uint32_t b_off = A_BYTES + swz(tid / PIECES, bpiece);
   auto load_chunk = [&](int slot, int64_t chunk) {
-    const int64_t k0 = chunk * kWgmmaBK;
-    const bool k_ok = k0 + piece * 16 < g.K;
-    const uint32_t sa = smem + slot * STAGE_BYTES + dst_off;
+    const uint32_t base = smem + slot * STAGE_BYTES;
+    const int64_t kw = chunk * KC + wpiece * 16;  // weight bytes = elements
 #pragma unroll
     for (int i = 0; i < A_PER_THREAD; ++i) {
-      const bool ok = k_ok && wsrc[i] != nullptr;
-      cp_async_16(sa + i * ROW_STEP * kWgmmaBK, ok ? wsrc[i] + k0 : g.w, ok);
+      const bool ok = kw < g.K && wsrc[i] != nullptr;
+      cp_async_16(base + w_off + i * (kWgmmaThreads / W_PIECES) * W_ROW,
+                  ok ? wsrc[i] + chunk * KC : g.w, ok);
     }
+    const int64_t kb = chunk * KC + bpiece * (KC / 8);
 #pragma unroll
     for (int i = 0; i < B_PER_THREAD; ++i) {
-      const bool ok = k_ok && bsrc[i] != nullptr;
-      cp_async_16(sa + A_BYTES + i * ROW_STEP * kWgmmaBK, ok ? bsrc[i] + k0 : g.a, ok);
+      const bool ok = kb < g.K && bsrc[i] != nullptr;
+      cp_async_16(base + b_off + i * (kWgmmaThreads / PIECES) * kWgmmaBK,
+                  ok ? static_cast<const void*>(bsrc[i] + chunk * KC) : g.a, ok);
+    }
+  };
+  // W8A16: the two widened weight tiles after the ring.
+  const uint32_t wide0 = smem + STAGES * STAGE_BYTES;
+  auto widen_chunk = [&](int slot, int buf) {
+    // Thread: 32 int8 of row tid / 2 (half tid % 2) -> 4 swizzled 16-byte pieces of T.
+    const int row = tid / 2, half = tid % 2;
+    const unsigned char* src = wgmma_smem_raw + (smem - raw) + slot * STAGE_BYTES + row * W_ROW;
+    unsigned char* dst = wgmma_smem_raw + (wide0 - raw) + buf * kWgmmaRows * kWgmmaBK;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 v = *reinterpret_cast<const uint4*>(src + half * 32 + h * 16);
+#pragma unroll
+      for (int w2 = 0; w2 < 2; ++w2) {  // 8 int8 -> one 16-byte piece
+        const uint32_t lo = word(v, 2 * w2), hi = word(v, 2 * w2 + 1);
+        const uint4 out = make_uint4(widen_pair<T>(lo, 0), widen_pair<T>(lo, 1),
+                                     widen_pair<T>(hi, 0), widen_pair<T>(hi, 1));
+        *reinterpret_cast<uint4*>(dst + swz(row, half * 4 + h * 2 + w2)) = out;
+      }
     }
   };
 
-  int acc[BN / 2];
+  Acc acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
-  const int64_t chunks = (g.K + kWgmmaBK - 1) / kWgmmaBK;
+  const int64_t chunks = (g.K + KC - 1) / KC;
   // Loads run STAGES - 1 chunks ahead: iteration c refills the slot of chunk c - 1 once its
   // products have retired in both warpgroups, while chunk c's products run.
 #pragma unroll
@@ -178,21 +223,34 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
     cp_async_commit();
   }
   for (int64_t c = 0; c < chunks; ++c) {
+    const int slot = static_cast<int>(c % STAGES);
     cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
     fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
     __syncthreads();              // ... for every thread
-    const uint32_t sa = smem + static_cast<uint32_t>(c % STAGES) * STAGE_BYTES;
-    const uint64_t da = wgmma_desc_sw128(sa + wg * 64 * kWgmmaBK);
-    const uint64_t db = wgmma_desc_sw128(sa + A_BYTES);
+    const uint32_t base = smem + slot * STAGE_BYTES;
+    uint32_t wtile = base;
+    if constexpr (!INT8) {
+      // Widened tile c % 2 was last read by chunk c - 2's products, retired in iteration c - 1.
+      widen_chunk(slot, static_cast<int>(c % 2));
+      fence_proxy_async_shared();
+      __syncthreads();
+      wtile = wide0 + static_cast<uint32_t>(c % 2) * kWgmmaRows * kWgmmaBK;
+    }
+    const uint64_t da = wgmma_desc_sw128(wtile + wg * 64 * kWgmmaBK);
+    const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
     wgmma_fence();
 #pragma unroll
-    for (int k = 0; k < kWgmmaBK / 32; ++k)  // +32 bytes = +2 in the descriptor's address field
-      wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);
+    for (int k = 0; k < 4; ++k) {  // k32 (int8) or k16 (16-bit) steps: +32 bytes = +2 in the desc
+      if constexpr (INT8)
+        wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);
+      else
+        wgmma_f16<T, BN>(acc, da + 2 * k, db + 2 * k);
+    }
     wgmma_commit();
     wgmma_fence_operands(acc);
     wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
     wgmma_fence_operands(acc);
-    __syncthreads();  // ... and in the other: its slot is free
+    __syncthreads();  // ... and in the other: its slot (and widened tile) is free
     const int64_t next = c + STAGES - 1;
     if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
     cp_async_commit();
@@ -216,7 +274,7 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
       const int64_t p = pos0 + n * 8 + 2 * q + i;
       const int32_t route = g.sorted_routes[p];
       if (route < 0) continue;
-      store_row_pair<T, true, GATED>(g, p, route, static_cast<float>(acc[4 * n + i]),
+      store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[4 * n + i]),
                                      static_cast<float>(acc[4 * n + 2 + i]), row, s, bv, j);
     }
   }
@@ -240,10 +298,10 @@ inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I) {
   return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
-template <typename T, int BN, bool GATED>
+template <typename T, typename AT, int BN, bool GATED>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  constexpr int smem = wgmma_smem_bytes<BN>();
-  auto* kernel = &moe_gemm_wgmma_kernel<T, BN, GATED>;
+  constexpr int smem = wgmma_smem_bytes<AT, BN>();
+  auto* kernel = &moe_gemm_wgmma_kernel<T, AT, BN, GATED>;
   const cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
@@ -253,14 +311,14 @@ cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
   return cudaGetLastError();
 }
 
-// W8A8 only (g.a int8 rows, g.a_scale per row). BN: wgmma_block_n(); the routing must be
-// aligned to the same BN.
-template <typename T, bool GATED>
+// AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
+// the routing must be aligned to the same BN.
+template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN,
                               cudaStream_t stream) {
-  if (BN == 64) return launch_wgmma_gemm_bn<T, 64, GATED>(g, max_blocks, stream);
-  if (BN == 128) return launch_wgmma_gemm_bn<T, 128, GATED>(g, max_blocks, stream);
-  return launch_wgmma_gemm_bn<T, 256, GATED>(g, max_blocks, stream);
+  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED>(g, max_blocks, stream);
+  if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED>(g, max_blocks, stream);
+  return launch_wgmma_gemm_bn<T, AT, 256, GATED>(g, max_blocks, stream);
 }
 
 }  // namespace int8_moe
