@@ -111,10 +111,13 @@ enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm, kWgmma };
 // the tiled kernel on an H100 (benchmarks/NOTES.md, variant 6: at 64 per expert the tiled kernel
 // takes 0.43x the time, at 256 it takes 1.1x, and 1.7-2.6x at 1024 and more).
 constexpr int64_t kGroupedMmMinPerExpert = 64;
+// W8A16 on sm_90a: the wgmma kernel up to this many routes per expert, grouped_mm above (bf16).
+constexpr int64_t kWgmmaMaxPerExpert = 512;
 
-// Routes per block of the decode kernel: 8 up to 8 routes per expert on average, else 32 (with
-// random routing some experts get up to about twice the average, and a second block would
-// stream that expert's weights again). INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
+// Routes per block of the decode kernel: 8 up to 8 routes per expert on average, else 16. 32-route
+// blocks (one block even for an expert with twice the average) measured slower: 0.83 vs 0.82 ms
+// on Mixtral at 16 per expert, 0.46 vs 0.41 on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 7).
+// INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
 int decode_block_routes(int64_t per_expert) {
   const char* env = std::getenv("INT8_MOE_DECODE_BM");
   const std::string forced = env ? env : "";
@@ -123,7 +126,7 @@ int decode_block_routes(int64_t per_expert) {
   if (forced == "32") return 32;
   TORCH_CHECK(forced.empty() || forced == "auto", "int8_moe::fused_moe: INT8_MOE_DECODE_BM must "
               "be auto, 8, 16 or 32, got '", forced, "'");
-  return per_expert <= 8 ? 8 : 32;
+  return per_expert <= 8 ? 8 : 16;
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
@@ -153,6 +156,10 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
   if (int8_act && wgmma_ok && per_expert > 8) return GemmPath::kWgmma;
   if (per_expert <= 16) return GemmPath::kDecode;
   if (int8_act) return GemmPath::kTiled;
+  // W8A16 on wgmma up to kWgmmaMaxPerExpert routes per expert (0.70x the tiled kernel's time at
+  // 64 per expert, 0.68-0.71x the widen + grouped_mm path's at 256); above, torch's grouped GEMM
+  // on widened weights wins for bf16 (0.82x at 1024 per expert; variant 10).
+  if (wgmma_ok && (per_expert <= kWgmmaMaxPerExpert || !grouped_mm_ok)) return GemmPath::kWgmma;
   if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
   return GemmPath::kTiled;
 }
@@ -246,7 +253,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) {
-    BM = wgmma_block_n(per_expert, p.H, p.I);
+    BM = wgmma_block_n(per_expert, p.H, p.I, p.per_token);
     TORCH_CHECK(BM > 0, "int8_moe::fused_moe: INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256, "
                 "got '", std::getenv("INT8_MOE_WGMMA_BN"), "'");
   }

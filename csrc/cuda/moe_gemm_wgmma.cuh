@@ -107,6 +107,28 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// W8A16: the staged int8 weight tile (128 rows of 64 bytes) widened into the swizzled 16-bit
+// tile wgmma reads (128 rows of 128 bytes). Thread t: 32 int8 of row t / 2 (half t % 2), so each
+// warpgroup widens its own 64 rows.
+template <typename T>
+__device__ __forceinline__ void wgmma_widen_weights(const unsigned char* staged,
+                                                    unsigned char* wide, int tid) {
+  const int row = tid / 2, half = tid % 2;
+  const unsigned char* src = staged + row * (kWgmmaBK / 2) + half * 32;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint4 v = *reinterpret_cast<const uint4*>(src + h * 16);
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {  // 8 int8 -> one 16-byte piece
+      const uint32_t lo = word(v, 2 * w), hi = word(v, 2 * w + 1);
+      const uint4 out = make_uint4(widen_pair<T>(lo, 0), widen_pair<T>(lo, 1),
+                                   widen_pair<T>(hi, 0), widen_pair<T>(hi, 1));
+      const int piece = half * 4 + h * 2 + w;
+      *reinterpret_cast<uint4*>(wide + row * kWgmmaBK + ((piece ^ (row % 8)) * 16)) = out;
+    }
+  }
+}
+
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
 // a_scale per row) or T (W8A16).
 template <typename T, typename AT, int BN, bool GATED>
@@ -193,24 +215,6 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
   };
   // W8A16: the two widened weight tiles after the ring.
   const uint32_t wide0 = smem + STAGES * STAGE_BYTES;
-  auto widen_chunk = [&](int slot, int buf) {
-    // Thread: 32 int8 of row tid / 2 (half tid % 2) -> 4 swizzled 16-byte pieces of T.
-    const int row = tid / 2, half = tid % 2;
-    const unsigned char* src = wgmma_smem_raw + (smem - raw) + slot * STAGE_BYTES + row * W_ROW;
-    unsigned char* dst = wgmma_smem_raw + (wide0 - raw) + buf * kWgmmaRows * kWgmmaBK;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint4 v = *reinterpret_cast<const uint4*>(src + half * 32 + h * 16);
-#pragma unroll
-      for (int w2 = 0; w2 < 2; ++w2) {  // 8 int8 -> one 16-byte piece
-        const uint32_t lo = word(v, 2 * w2), hi = word(v, 2 * w2 + 1);
-        const uint4 out = make_uint4(widen_pair<T>(lo, 0), widen_pair<T>(lo, 1),
-                                     widen_pair<T>(hi, 0), widen_pair<T>(hi, 1));
-        *reinterpret_cast<uint4*>(dst + swz(row, half * 4 + h * 2 + w2)) = out;
-      }
-    }
-  };
-
   Acc acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
@@ -231,9 +235,16 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
     uint32_t wtile = base;
     if constexpr (!INT8) {
       // Widened tile c % 2 was last read by chunk c - 2's products, retired in iteration c - 1.
-      widen_chunk(slot, static_cast<int>(c % 2));
+      const unsigned char* staged = wgmma_smem_raw + (base - raw);
+      unsigned char* wide = wgmma_smem_raw + (wide0 - raw) + (c % 2) * kWgmmaRows * kWgmmaBK;
+      wgmma_widen_weights<T>(staged, wide, tid);
       fence_proxy_async_shared();
-      __syncthreads();
+      // Each warpgroup widened its own 64 rows: a barrier of its 128 threads (ids 1 and 2; 0 is
+      // __syncthreads) publishes them to its products.
+      if (wg == 0)
+        asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      else
+        asm volatile("bar.sync 2, 128;\n" ::: "memory");
       wtile = wide0 + static_cast<uint32_t>(c % 2) * kWgmmaRows * kWgmmaBK;
     }
     const uint64_t da = wgmma_desc_sw128(wtile + wg * 64 * kWgmmaBK);
@@ -283,18 +294,21 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
 #endif
 }
 
-// Routes per tile for a given average number of routes per expert and the two reductions (H for
-// GEMM1, I for GEMM2). 128-route tiles halve the weight reloads, and pay off with long K loops
-// (Mixtral, K = 4096 / 14336); with short ones (Qwen3-30B-A3B, 2048 / 768) the fixed cost per
-// CTA weighs more and 64-route tiles, 3 CTAs per SM, are about 6% faster (benchmarks/NOTES.md,
-// variant 9). INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces it, for tuning (256: one CTA per SM).
-inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I) {
+// Routes per tile for a given average number of routes per expert, the two reductions (H for
+// GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10). W8A16: 64 up to 32
+// routes per expert, else 128 (0.71-0.82x the time of 64 at 64-256 per expert). W8A8: 128 only
+// above 64 per expert with long K loops (Mixtral, K = 4096 / 14336); with short ones
+// (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs per SM, are about 6% faster.
+// INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces it, for tuning (256: one CTA per SM); -1 for a bad
+// value, which the caller reports.
+inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I, bool int8_act) {
   const char* env = std::getenv("INT8_MOE_WGMMA_BN");
   const std::string forced = env ? env : "";
   if (forced == "64") return 64;
   if (forced == "128") return 128;
   if (forced == "256") return 256;
-  if (!forced.empty() && forced != "auto") return -1;  // the caller names the knob
+  if (!forced.empty() && forced != "auto") return -1;
+  if (!int8_act) return per_expert <= 32 ? 64 : 128;
   return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
