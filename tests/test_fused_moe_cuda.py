@@ -55,9 +55,10 @@ def test_activations_on_tensor_cores(activation, bias, M):
     check(case, activation=activation)
 
 
-# Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 32-token
-# tiles), 25 -> tiled MMA kernel (32-token tiles), 100 -> grouped-GEMM prefill (bf16 on sm_90+)
-# or the tiled kernel (128-token tiles).
+# Tokens per expert (M * k / E with E = 8, k = 2): 1 and 13 -> decode kernel (8- and 16-route
+# blocks); 25 and 100 -> the wgmma kernel (64- and 128-route tiles) on compute capability 9.0,
+# else the tiled kernel (bf16 on other sm_90+: grouped GEMM at 100). Each family is also forced
+# on every size below.
 @pytest.mark.parametrize("M", [3, 50, 100, 400])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
