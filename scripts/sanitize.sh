@@ -30,6 +30,10 @@ for tool in "${tools[@]}"; do
   # The other tools check only this library's kernels (namespace int8_moe).
   filter=(--kernel-name kns=int8_moe) select=$SELECT
   [ "$tool" = initcheck ] && filter=() select=$INITCHECK_SELECT
+  # racecheck stops with "Internal Sanitizer Error: failed to handle a hardware exception" in
+  # the tests that force the grouped_mm path (torch's CUTLASS grouped GEMM, not this library's
+  # code; each of our kernel families alone: 0 hazards, H100 2026-11-27), so it skips them.
+  [ "$tool" = racecheck ] && select="($SELECT) and not grouped_mm"
   (
     timeout "${SANITIZE_TIMEOUT:-0}" compute-sanitizer --tool "$tool" "${filter[@]}" \
       --print-limit 50 --error-exitcode 86 \
