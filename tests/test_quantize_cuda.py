@@ -1,5 +1,7 @@
 """CUDA-only quantization checks: every kernel path, CPU equality, memory, huge tensors."""
 
+import os
+
 import pytest
 import torch
 
@@ -47,6 +49,15 @@ def test_non_finite_detected_on_gpu(K):
         ops.quantize_rows(w)
 
 
+# Peak and current allocation counters come from torch's caching allocator; with it off (as
+# scripts/sanitize.sh runs) they read 0 and these tests could neither pass nor fail honestly.
+needs_allocator_stats = pytest.mark.skipif(
+    os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING") == "1",
+    reason="memory counters need torch's caching allocator (PYTORCH_NO_CUDA_MEMORY_CACHING=1)",
+)
+
+
+@needs_allocator_stats
 def test_extra_memory_is_int8_plus_scales():
     w = torch.randn(16, 4096, 2048, dtype=torch.bfloat16, device="cuda")
     torch.cuda.synchronize()
@@ -59,6 +70,7 @@ def test_extra_memory_is_int8_plus_scales():
     assert extra <= result + 4096, (extra, result)  # + the 16-byte error slots, rounded up
 
 
+@needs_allocator_stats
 def test_layer_quantization_holds_at_most_bf16_plus_int8():
     E, H, I = 8, 2048, 1024
     w13 = torch.randn(E, 2 * I, H, dtype=torch.bfloat16, device="cuda")
