@@ -53,7 +53,8 @@ def extension():
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;8.9;9.0a")
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
     # The wgmma kernels exist only in sm_90a machine code; the dispatch asks for this macro.
-    if "9.0a" in os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";"):
+    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";")
+    if any(a.split("+")[0] == "9.0a" for a in archs):  # "9.0a" or "9.0a+PTX"
         nvcc_flags.append("-DINT8_MOE_HAS_SM90A")
     return cpp_extension.CUDAExtension(
         "int8_moe._C",
