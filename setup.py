@@ -52,9 +52,12 @@ def extension():
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;8.9;9.0a")
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
-    # The wgmma kernels exist only in sm_90a machine code; the dispatch asks for this macro.
-    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";")
-    if any(a.split("+")[0] == "9.0a" for a in archs):  # "9.0a" or "9.0a+PTX"
+    # The wgmma kernels exist only in sm_90a machine code; the dispatch asks for this macro. Not
+    # when plain 9.0 is built too: which of the two cubins a 9.0 device loads is the driver's
+    # choice, and the sm_90 one has no wgmma.
+    arch_list = os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";")
+    archs = {a.split("+")[0] for a in arch_list}  # "9.0a+PTX" counts as 9.0a
+    if "9.0a" in archs and "9.0" not in archs:
         nvcc_flags.append("-DINT8_MOE_HAS_SM90A")
     return cpp_extension.CUDAExtension(
         "int8_moe._C",
