@@ -40,7 +40,7 @@ def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[s
     v["tiled"] = dict(GEMM_PATH="tiled")
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
-    if wgmma_ok and per_expert >= 16:
+    if wgmma_ok and per_expert > 8:  # W8A8's automatic choice takes wgmma from 9 per expert
         for bn in ("64", "128", "256"):
             v[f"wgmma/{bn}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn)
     return v

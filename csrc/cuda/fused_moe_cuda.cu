@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "../common/functional.h"
@@ -114,19 +115,38 @@ constexpr int64_t kGroupedMmMinPerExpert = 64;
 // W8A16 on sm_90a: the wgmma kernel up to this many routes per expert, grouped_mm above (bf16).
 constexpr int64_t kWgmmaMaxPerExpert = 512;
 
+// A routes-per-block tuning knob (environment variable `var`): 0 when unset or "auto", else one
+// of `allowed`; anything else is a clear error naming the variable.
+int block_routes_knob(const char* var, std::initializer_list<int> allowed) {
+  const char* env = std::getenv(var);
+  const std::string value = env ? env : "";
+  if (value.empty() || value == "auto") return 0;
+  int found = 0;
+  std::string accepted = "auto";
+  size_t i = 0;
+  for (const int a : allowed) {
+    if (value == std::to_string(a)) found = a;
+    accepted += (++i == allowed.size() ? " or " : ", ") + std::to_string(a);
+  }
+  TORCH_CHECK(found != 0, "int8_moe::fused_moe: ", var, " must be ", accepted, ", got '", value,
+              "'");
+  return found;
+}
+
 // Routes per block of the decode kernel: 8 up to 8 routes per expert on average, else 16. 32-route
 // blocks (one block even for an expert with twice the average) measured slower: 0.83 vs 0.82 ms
 // on Mixtral at 16 per expert, 0.46 vs 0.41 on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 7).
 // INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
 int decode_block_routes(int64_t per_expert) {
-  const char* env = std::getenv("INT8_MOE_DECODE_BM");
-  const std::string forced = env ? env : "";
-  if (forced == "8") return 8;
-  if (forced == "16") return 16;
-  if (forced == "32") return 32;
-  TORCH_CHECK(forced.empty() || forced == "auto", "int8_moe::fused_moe: INT8_MOE_DECODE_BM must "
-              "be auto, 8, 16 or 32, got '", forced, "'");
-  return per_expert <= 8 ? 8 : 16;
+  const int forced = block_routes_knob("INT8_MOE_DECODE_BM", {8, 16, 32});
+  return forced ? forced : (per_expert <= 8 ? 8 : 16);
+}
+
+// Routes per tile of the wgmma kernel: wgmma_block_n(); INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces
+// it, for tuning (256: one CTA per SM).
+int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
+  const int forced = block_routes_knob("INT8_MOE_WGMMA_BN", {64, 128, 256});
+  return forced ? forced : wgmma_block_n(per_expert, p.H, p.I, p.per_token);
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
@@ -252,11 +272,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert);
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
-  if (path == GemmPath::kWgmma) {
-    BM = wgmma_block_n(per_expert, p.H, p.I, p.per_token);
-    TORCH_CHECK(BM > 0, "int8_moe::fused_moe: INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256, "
-                "got '", std::getenv("INT8_MOE_WGMMA_BN"), "'");
-  }
+  if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);

@@ -33,12 +33,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 
 #include "moe_gemm_tiled.cuh"
-#include "wgmma_f16.cuh"
-#include "wgmma_s8.cuh"
+#include "wgmma_instructions.cuh"
 
 namespace int8_moe {
 
@@ -296,33 +293,19 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
 
 // Routes per tile for a given average number of routes per expert, the two reductions (H for
 // GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10). W8A16: 64 up to 32
-// routes per expert, else 128 (0.71-0.82x the time of 64 at 64-256 per expert). W8A8: 128 only
+// routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per expert). W8A8: 128 only
 // above 64 per expert with long K loops (Mixtral, K = 4096 / 14336); with short ones
 // (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs per SM, are about 6% faster.
-// INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces it, for tuning (256: one CTA per SM); -1 for a bad
-// value, which the caller reports.
 inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I, bool int8_act) {
-  const char* env = std::getenv("INT8_MOE_WGMMA_BN");
-  const std::string forced = env ? env : "";
-  if (forced == "64") return 64;
-  if (forced == "128") return 128;
-  if (forced == "256") return 256;
-  if (!forced.empty() && forced != "auto") return -1;
   if (!int8_act) return per_expert <= 32 ? 64 : 128;
   return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
 template <typename T, typename AT, int BN, bool GATED>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  constexpr int smem = wgmma_smem_bytes<AT, BN>();
-  auto* kernel = &moe_gemm_wgmma_kernel<T, AT, BN, GATED>;
-  const cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
-  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, kWgmmaRows / 2) : ceil_div(g.N, kWgmmaRows);
-  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
-  kernel<<<grid, kWgmmaThreads, smem, stream>>>(g);
-  return cudaGetLastError();
+  static_assert(kWgmmaRows == kTiledRows, "launch_row_tiles covers 128 weight rows per CTA");
+  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED>, g, max_blocks,
+                                 kWgmmaThreads, wgmma_smem_bytes<AT, BN>(), stream);
 }
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();

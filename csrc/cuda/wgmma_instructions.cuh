@@ -1,0 +1,172 @@
+// wgmma.mma_async with A and B from shared memory (K-major descriptors) and the accumulators
+// in registers, d[N / 2] per thread (sm_90a): m64nNk32 s32 += s8 x s8 (W8A8) and m64nNk16 f32 +=
+// bf16 x bf16 / f16 x f16 (W8A16; no transpose, scales +1). The instruction names every
+// accumulator register, so the operand lists are spelled out once per accumulator count R below
+// and shared by every instruction of that N.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+// Per R = N / 2: the register placeholders, the two descriptors' and the scale-d predicate's
+// operand numbers, and the accumulator operands with constraint C ("+r" or "+f").
+
+#define INT8_MOE_WGMMA_REGS_32 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, " \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31"
+#define INT8_MOE_WGMMA_DESC_32 "%32, %33"
+#define INT8_MOE_WGMMA_PRED_32 "%34"
+#define INT8_MOE_WGMMA_ACC_32(C) \
+  C(d[0]), C(d[1]), C(d[2]), C(d[3]), C(d[4]), C(d[5]), C(d[6]), C(d[7]), \
+  C(d[8]), C(d[9]), C(d[10]), C(d[11]), C(d[12]), C(d[13]), C(d[14]), C(d[15]), \
+  C(d[16]), C(d[17]), C(d[18]), C(d[19]), C(d[20]), C(d[21]), C(d[22]), C(d[23]), \
+  C(d[24]), C(d[25]), C(d[26]), C(d[27]), C(d[28]), C(d[29]), C(d[30]), C(d[31])
+
+#define INT8_MOE_WGMMA_REGS_64 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, " \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, " \
+  "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, " \
+  "%60, %61, %62, %63"
+#define INT8_MOE_WGMMA_DESC_64 "%64, %65"
+#define INT8_MOE_WGMMA_PRED_64 "%66"
+#define INT8_MOE_WGMMA_ACC_64(C) \
+  C(d[0]), C(d[1]), C(d[2]), C(d[3]), C(d[4]), C(d[5]), C(d[6]), C(d[7]), \
+  C(d[8]), C(d[9]), C(d[10]), C(d[11]), C(d[12]), C(d[13]), C(d[14]), C(d[15]), \
+  C(d[16]), C(d[17]), C(d[18]), C(d[19]), C(d[20]), C(d[21]), C(d[22]), C(d[23]), \
+  C(d[24]), C(d[25]), C(d[26]), C(d[27]), C(d[28]), C(d[29]), C(d[30]), C(d[31]), \
+  C(d[32]), C(d[33]), C(d[34]), C(d[35]), C(d[36]), C(d[37]), C(d[38]), C(d[39]), \
+  C(d[40]), C(d[41]), C(d[42]), C(d[43]), C(d[44]), C(d[45]), C(d[46]), C(d[47]), \
+  C(d[48]), C(d[49]), C(d[50]), C(d[51]), C(d[52]), C(d[53]), C(d[54]), C(d[55]), \
+  C(d[56]), C(d[57]), C(d[58]), C(d[59]), C(d[60]), C(d[61]), C(d[62]), C(d[63])
+
+#define INT8_MOE_WGMMA_REGS_128 \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, " \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, " \
+  "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, " \
+  "%60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, " \
+  "%72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, " \
+  "%84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, " \
+  "%108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, " \
+  "%120, %121, %122, %123, %124, %125, %126, %127"
+#define INT8_MOE_WGMMA_DESC_128 "%128, %129"
+#define INT8_MOE_WGMMA_PRED_128 "%130"
+#define INT8_MOE_WGMMA_ACC_128(C) \
+  C(d[0]), C(d[1]), C(d[2]), C(d[3]), C(d[4]), C(d[5]), C(d[6]), C(d[7]), \
+  C(d[8]), C(d[9]), C(d[10]), C(d[11]), C(d[12]), C(d[13]), C(d[14]), C(d[15]), \
+  C(d[16]), C(d[17]), C(d[18]), C(d[19]), C(d[20]), C(d[21]), C(d[22]), C(d[23]), \
+  C(d[24]), C(d[25]), C(d[26]), C(d[27]), C(d[28]), C(d[29]), C(d[30]), C(d[31]), \
+  C(d[32]), C(d[33]), C(d[34]), C(d[35]), C(d[36]), C(d[37]), C(d[38]), C(d[39]), \
+  C(d[40]), C(d[41]), C(d[42]), C(d[43]), C(d[44]), C(d[45]), C(d[46]), C(d[47]), \
+  C(d[48]), C(d[49]), C(d[50]), C(d[51]), C(d[52]), C(d[53]), C(d[54]), C(d[55]), \
+  C(d[56]), C(d[57]), C(d[58]), C(d[59]), C(d[60]), C(d[61]), C(d[62]), C(d[63]), \
+  C(d[64]), C(d[65]), C(d[66]), C(d[67]), C(d[68]), C(d[69]), C(d[70]), C(d[71]), \
+  C(d[72]), C(d[73]), C(d[74]), C(d[75]), C(d[76]), C(d[77]), C(d[78]), C(d[79]), \
+  C(d[80]), C(d[81]), C(d[82]), C(d[83]), C(d[84]), C(d[85]), C(d[86]), C(d[87]), \
+  C(d[88]), C(d[89]), C(d[90]), C(d[91]), C(d[92]), C(d[93]), C(d[94]), C(d[95]), \
+  C(d[96]), C(d[97]), C(d[98]), C(d[99]), C(d[100]), C(d[101]), C(d[102]), C(d[103]), \
+  C(d[104]), C(d[105]), C(d[106]), C(d[107]), C(d[108]), C(d[109]), C(d[110]), C(d[111]), \
+  C(d[112]), C(d[113]), C(d[114]), C(d[115]), C(d[116]), C(d[117]), C(d[118]), C(d[119]), \
+  C(d[120]), C(d[121]), C(d[122]), C(d[123]), C(d[124]), C(d[125]), C(d[126]), C(d[127])
+
+// The 16-bit forms' immediates after the predicate: scale-a and scale-b +1, neither transposed.
+#define INT8_MOE_WGMMA_F16_TAIL ", 1, 1, 0, 0"
+
+// One wgmma with R accumulators: INSTR the instruction, SUFFIX what follows the predicate.
+#define INT8_MOE_WGMMA(INSTR, R, SUFFIX, C)                                               \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " INT8_MOE_WGMMA_PRED_##R ", 0;\n" INSTR \
+               " {" INT8_MOE_WGMMA_REGS_##R "}, " INT8_MOE_WGMMA_DESC_##R ", p" SUFFIX   \
+               ";\n}\n"                                                                  \
+               : INT8_MOE_WGMMA_ACC_##R(C)                                                \
+               : "l"(desc_a), "l"(desc_b), "r"(1))
+
+namespace int8_moe {
+
+template <int N>
+__device__ __forceinline__ void wgmma_s8(int (&d)[N / 2], uint64_t desc_a, uint64_t desc_b);
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_f16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b);
+
+template <>
+__device__ __forceinline__ void wgmma_s8<64>(int (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8", 32, "", "+r");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_s8<128>(int (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8", 64, "", "+r");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_s8<256>(int (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8", 128, "", "+r");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 64>(float (&d)[32], uint64_t desc_a,
+                                                             uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16", 32,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 128>(float (&d)[64], uint64_t desc_a,
+                                                              uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", 64,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 256>(float (&d)[128], uint64_t desc_a,
+                                                              uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16", 128,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__half, 64>(float (&d)[32], uint64_t desc_a,
+                                                      uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16", 32,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__half, 128>(float (&d)[64], uint64_t desc_a,
+                                                       uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16", 64,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_f16<__half, 256>(float (&d)[128], uint64_t desc_a,
+                                                       uint64_t desc_b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16", 128,
+                 INT8_MOE_WGMMA_F16_TAIL, "+f");
+#endif
+}
+
+}  // namespace int8_moe
