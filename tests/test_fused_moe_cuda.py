@@ -215,6 +215,56 @@ def test_bad_decode_block_knob_is_a_clear_error(monkeypatch):
         ops.fused_moe(*case.args())
 
 
+# The decode chain's launch options change when weights arrive, never what is summed in which
+# order: programmatic dependent launch on or off (INT8_MOE_PDL), 2 or 4 weight chunks in flight
+# per warp (INT8_MOE_DECODE_AHEAD, 4 exists for GEMM2), and the L2 prefetch before the PDL wait
+# from none to whole rows (INT8_MOE_DECODE_PREFETCH_MB). All give bitwise the same output, equal
+# to the reference. 1 and 13 routes per expert: 8- and 16-route blocks; tails in N and K, empty
+# experts, biases, hostile ids.
+@pytest.mark.parametrize("M", [3, 52])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_decode_chain_launch_options_agree(monkeypatch, M, act_quant):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
+    case = make_case(M, 208, 176, 12, 3, device="cuda", bias=True, seed=M + 5, n_used_experts=9)
+    ids = case.topk_ids.clone()
+    ids[::4, 1] = -1
+    case.topk_ids = ids
+    outs = []
+    for pdl, ahead, prefetch in [("0", "2", "0"), ("1", "2", "0"), ("1", "4", "8"),
+                                 ("1", "auto", "32"), ("auto", "4", "auto")]:
+        monkeypatch.setenv("INT8_MOE_PDL", pdl)
+        monkeypatch.setenv("INT8_MOE_DECODE_AHEAD", ahead)
+        monkeypatch.setenv("INT8_MOE_DECODE_PREFETCH_MB", prefetch)
+        outs.append(check(case, act_quant=act_quant, activation="swigluoai"))
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
+
+
+# No route lands on a local expert (ids out of range or negative): no route block holds work, the
+# GEMM grids are all empty CTAs, and the output is exactly zero (written over a poisoned out).
+@pytest.mark.parametrize("M", [1, 6])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_no_valid_route_gives_zeros(M, act_quant):
+    case = make_case(M, 208, 176, 12, 3, device="cuda", seed=M)
+    case.topk_ids = torch.randint(12, 40, (M, 3), dtype=torch.int32, device="cuda")
+    case.topk_ids[0, 0] = -1
+    out = torch.full_like(case.x, float("nan"))
+    ops.fused_moe(*case.args(), act_quant=act_quant, out=out)
+    assert (out == 0).all()
+
+
+@pytest.mark.parametrize("var, value, accepted", [
+    ("INT8_MOE_PDL", "2", "auto, 0 or 1"),
+    ("INT8_MOE_DECODE_AHEAD", "3", "auto, 2 or 4"),
+    ("INT8_MOE_DECODE_PREFETCH_MB", "64", "auto, 0, 8, 16 or 32"),
+])
+def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
+    case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
+    monkeypatch.setenv(var, value)
+    with pytest.raises(RuntimeError, match=f"{var} must be {accepted}, got '{value}'"):
+        ops.fused_moe(*case.args())
+
+
 def test_bad_gemm_path_knob_is_a_clear_error(monkeypatch):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "fastest")

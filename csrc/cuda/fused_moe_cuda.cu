@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 
 #include "../common/functional.h"
 #include "../common/moe_args.h"
@@ -23,6 +24,7 @@
 #include "moe_gemm_wgmma.cuh"
 #include "moe_prefill.cuh"
 #include "moe_routing.cuh"
+#include "pdl.cuh"
 
 namespace int8_moe {
 namespace {
@@ -66,13 +68,12 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
 
 template <typename T>
 void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
-                       const int32_t* valid, at::Tensor& q, at::Tensor& scale,
+                       const int32_t* valid, at::Tensor& q, at::Tensor& scale, bool pdl,
                        cudaStream_t stream) {
   if (rows == 0) return;
-  quantize_act_rows_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
-      static_cast<const T*>(a), K, mul, valid, q.mutable_data_ptr<int8_t>(),
-      scale.mutable_data_ptr<float>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(launch_kernel(&quantize_act_rows_kernel<T>, dim3(static_cast<unsigned>(rows)),
+                               dim3(256), 0, stream, pdl, static_cast<const T*>(a), K, mul, valid,
+                               q.mutable_data_ptr<int8_t>(), scale.mutable_data_ptr<float>()));
 }
 
 // Compute capability as major * 10 + minor, cached per device: the forward asks on every call.
@@ -86,6 +87,18 @@ int compute_capability(int device) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
     v = major * 10 + minor;
     cc[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+// Streaming multiprocessors, cached per device.
+int sm_count(int device) {
+  static std::atomic<int> sms[64] = {};  // 0: not yet asked
+  if (device < 0 || device >= 64) return 1;
+  int v = sms[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+    sms[device].store(v, std::memory_order_relaxed);
   }
   return v;
 }
@@ -115,20 +128,20 @@ constexpr int64_t kGroupedMmMinPerExpert = 64;
 // W8A16 on sm_90a: the wgmma kernel up to this many routes per expert, grouped_mm above (bf16).
 constexpr int64_t kWgmmaMaxPerExpert = 512;
 
-// A routes-per-block tuning knob (environment variable `var`): 0 when unset or "auto", else one
-// of `allowed`; anything else is a clear error naming the variable.
-int block_routes_knob(const char* var, std::initializer_list<int> allowed) {
+// A tuning knob (environment variable `var`): -1 when unset or "auto", else one of `allowed`;
+// anything else is a clear error naming the variable.
+int choice_knob(const char* var, std::initializer_list<int> allowed) {
   const char* env = std::getenv(var);
   const std::string value = env ? env : "";
-  if (value.empty() || value == "auto") return 0;
-  int found = 0;
+  if (value.empty() || value == "auto") return -1;
+  int found = -1;
   std::string accepted = "auto";
   size_t i = 0;
   for (const int a : allowed) {
     if (value == std::to_string(a)) found = a;
     accepted += (++i == allowed.size() ? " or " : ", ") + std::to_string(a);
   }
-  TORCH_CHECK(found != 0, "int8_moe::fused_moe: ", var, " must be ", accepted, ", got '", value,
+  TORCH_CHECK(found >= 0, "int8_moe::fused_moe: ", var, " must be ", accepted, ", got '", value,
               "'");
   return found;
 }
@@ -138,15 +151,60 @@ int block_routes_knob(const char* var, std::initializer_list<int> allowed) {
 // on Mixtral at 16 per expert, 0.46 vs 0.41 on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 7).
 // INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
 int decode_block_routes(int64_t per_expert) {
-  const int forced = block_routes_knob("INT8_MOE_DECODE_BM", {8, 16, 32});
-  return forced ? forced : (per_expert <= 8 ? 8 : 16);
+  const int forced = choice_knob("INT8_MOE_DECODE_BM", {8, 16, 32});
+  return forced > 0 ? forced : (per_expert <= 8 ? 8 : 16);
 }
 
 // Routes per tile of the wgmma kernel: wgmma_block_n(); INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces
 // it, for tuning (256: one CTA per SM).
 int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
-  const int forced = block_routes_knob("INT8_MOE_WGMMA_BN", {64, 128, 256});
-  return forced ? forced : wgmma_block_n(per_expert, p.H, p.I, p.per_token);
+  const int forced = choice_knob("INT8_MOE_WGMMA_BN", {64, 128, 256});
+  return forced > 0 ? forced : wgmma_block_n(per_expert, p.H, p.I, p.per_token);
+}
+
+// L2 bytes the CTAs of one decode GEMM may ask for before their PDL wait, all together: well
+// inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
+constexpr int64_t kDecodePrefetchMb = 16;
+
+// How the decode chain launches (pdl.cuh), from three knobs parsed on every call (a bad value is
+// an error whichever path runs):
+// - INT8_MOE_PDL = 0 turns programmatic dependent launch off (auto or 1: on from compute
+//   capability 9.0);
+// - INT8_MOE_DECODE_AHEAD = 2 | 4 forces the weight chunks in flight per warp (decode_ahead);
+// - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none).
+struct DecodeChain {
+  bool pdl;
+  int ahead_knob;          // 0: decode_ahead's rule
+  int64_t prefetch_bytes;  // budget of one GEMM's prefetch
+  int64_t n_routes;
+  int sms;
+};
+
+DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
+  const int pdl = choice_knob("INT8_MOE_PDL", {0, 1});
+  const int ahead = choice_knob("INT8_MOE_DECODE_AHEAD", {2, 4});
+  const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
+  DecodeChain c{};
+  c.pdl = decode_path && pdl != 0 && compute_capability(device) >= 90;
+  c.ahead_knob = std::max(ahead, 0);
+  c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
+  c.n_routes = p.M * p.topk;
+  c.sms = sm_count(device);
+  return c;
+}
+
+// CTAs of one decode GEMM that can hold routes (16 weight rows each).
+int64_t decode_busy_ctas(const MoeGemmArgs& g, bool gated, int64_t max_blocks,
+                         const DecodeChain& chain) {
+  const int64_t n_tiles = gated ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
+  return std::max<int64_t>(1, std::min(max_blocks, chain.n_routes) * n_tiles);
+}
+
+// Bytes of each weight row a decode CTA prefetches before its PDL wait: the budget spread over
+// the busy CTAs' 16 rows, whole 16-byte pieces, at most K.
+int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas,
+                                  const DecodeChain& chain) {
+  return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16) / 16 * 16);
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
@@ -233,14 +291,30 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// One decode-kernel GEMM. early: the routing was written two or more launches back (the kernel
+// before this one is not align), so with PDL its CTAs prefetch their weights before they wait.
+// (GEMM1, right after align, once prefetched the expert of route b's router id for block b: with
+// it, the prefetch cost Mixtral 2-3% at M = 4-64 against PDL alone, where without it the
+// prefetch was neutral there, and Qwen3-30B-A3B at M = 1 did not gain; benchmarks/NOTES.md.)
+template <typename T, typename AT, bool GATED>
+void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& chain, bool early,
+                 cudaStream_t stream) {
+  const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, chain);
+  if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, chain);
+  const int ahead = decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
+                                        chain.ahead_knob);
+  const cudaError_t err =
+      launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, chain.pdl, stream);
+  C10_CUDA_CHECK(err);
+}
+
 // One W8A8 expert GEMM (int8 activations in g.a) on the kernel family `path`; simt_tiles: the
-// SIMT kernel's grid height.
+// SIMT kernel's grid height. The kernel before it quantized its activations (not align).
 template <typename T, bool GATED>
 void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
-               int64_t simt_tiles, cudaStream_t stream) {
+               int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream) {
   if (path == GemmPath::kDecode) {
-    launch_decode_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream);
   } else if (path == GemmPath::kTiled) {
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
@@ -273,6 +347,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
+  // The decode chain launches every kernel after align with PDL where it can (pdl.cuh).
+  const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
@@ -316,10 +392,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
       g1.out = inter.mutable_data_ptr();
       g2.a = inter.const_data_ptr();
       if (path == GemmPath::kDecode) {
-        launch_decode_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-        launch_decode_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
+        gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream);
       } else if (path == GemmPath::kWgmma) {
         const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
         C10_CUDA_CHECK(e1);
@@ -339,7 +413,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     // apply_router_weight_on_input needs k == 1, so route == token and the weight row applies.
     quantize_act_rows<T>(x.const_data_ptr(), p.M, p.H,
                          p.weight_on_input ? topk_weights.const_data_ptr<float>() : nullptr,
-                         nullptr, xq, xs, stream);
+                         nullptr, xq, xs, chain.pdl, stream);
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     at::Tensor iq = at::empty({capacity, p.I}, x.options().dtype(at::kChar));
     at::Tensor is = at::empty({capacity}, f32);
@@ -347,12 +421,13 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
-    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, ceil_div(p.I, 32), stream);
+    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, ceil_div(p.I, 32), chain, stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
-                             r.sorted_routes.const_data_ptr<int32_t>(), iq, is, stream);
+                             r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,
+                             stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, ceil_div(p.H, kSimtRows), stream);
+    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, ceil_div(p.H, kSimtRows), chain, stream);
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();
@@ -364,15 +439,16 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int64_t total = p.M * p.H;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(total, 256), 65536));
   auto sum = [&](auto* ids) {
-    moe_topk_sum_kernel<<<grid, 256, 0, stream>>>(
-        route_out.const_data_ptr<float>(), ids, map, p.E_global, p.E, p.M, p.topk, p.H,
-        reinterpret_cast<T*>(out.mutable_data_ptr()));
+    using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
+    C10_CUDA_CHECK(launch_kernel(&moe_topk_sum_kernel<T, IdT>, dim3(grid), dim3(256), 0, stream,
+                                 chain.pdl, route_out.const_data_ptr<float>(), ids, map,
+                                 p.E_global, p.E, p.M, p.topk, p.H,
+                                 reinterpret_cast<T*>(out.mutable_data_ptr())));
   };
   if (topk_ids.scalar_type() == at::kInt)
     sum(topk_ids.const_data_ptr<int32_t>());
   else
     sum(topk_ids.const_data_ptr<int64_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 void fused_moe_out_cuda(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,

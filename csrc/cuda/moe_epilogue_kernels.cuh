@@ -7,6 +7,7 @@
 #include "../common/moe_math.h"
 #include "cuda_types.cuh"
 #include "moe_routing.cuh"
+#include "pdl.cuh"
 
 namespace int8_moe {
 
@@ -17,6 +18,8 @@ __global__ void __launch_bounds__(256)
     quantize_act_rows_kernel(const T* __restrict__ a, int64_t K, const float* __restrict__ mul,
                              const int32_t* __restrict__ valid, int8_t* __restrict__ q,
                              float* __restrict__ scale) {
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   if (valid != nullptr && valid[r] < 0) return;
   const T* ar = a + r * K;
@@ -44,6 +47,8 @@ __global__ void __launch_bounds__(256)
     moe_topk_sum_kernel(const float* __restrict__ route_out, const IdT* __restrict__ ids,
                         const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
                         int64_t topk, int64_t H, T* __restrict__ out) {
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * H;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / H, h = i % H;

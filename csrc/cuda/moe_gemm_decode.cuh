@@ -12,6 +12,13 @@
 // rows, so each thread holds gate and up of the same (column, token) and applies act() in
 // registers. GEMM2 tile: 16 output rows.
 //
+// AHEAD weight chunks in flight per warp: 2, or 4 for long rows (K >= 8192) when few CTAs hold
+// routes (at most 4 per SM: GEMM2 of Mixtral at M = 1), so that each warp keeps more bytes in
+// flight; with more CTAs, 4 costs occupancy (~80 registers instead of 64) and loses.
+//
+// Launched with PDL (pdl.cuh), a CTA may ask L2 for the start of its weight rows before it
+// waits on the previous kernel (prefetch_row_bytes), then reads the routing.
+//
 // W8A8 (AT = int8_t): int8 activation rows (a_scale per row), mma.m16n8k32.s8 with int32
 // accumulation and no widening; a token's 16 bytes of a chunk feed both k32 steps (step s:
 // bytes 8s .. 8s+3 and 8s+4 .. 8s+7, the same permutation for A and B). GEMM1 writes fp32.
@@ -24,13 +31,13 @@
 #include <type_traits>
 
 #include "moe_gemm_simt.cuh"
+#include "pdl.cuh"
 
 namespace int8_moe {
 
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kDecodeBK = 64;
-constexpr int kDecodeAhead = 2;  // weight chunks prefetched per warp
 
 // Two int8 (bytes 2i, 2i+1 of w) widened to a packed pair of T (exact).
 template <typename T>
@@ -131,14 +138,20 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
   }
 }
 
+// CTAs per SM the register budget must allow with 2 chunks in flight: 8 at 8 routes per block
+// (<= 64 registers), 6 at 16 (<= 80: 84 would cost a sixth of the CTAs), 4 at 32. AHEAD = 4
+// runs with few CTAs and is left unbounded.
+template <int NT, int AHEAD>
+constexpr int kDecodeMinBlocks = AHEAD > 2 ? 1 : NT == 1 ? 8 : NT == 2 ? 6 : 4;
+
 // T: the activation dtype (output, bias); AT: what the B operand holds, T or int8_t (W8A8).
-template <typename T, typename AT, int NT, bool GATED>
-__global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemmArgs g) {
+// AHEAD: weight chunks in flight per warp while it multiplies the current one.
+template <typename T, typename AT, int NT, bool GATED, int AHEAD>
+__global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
+    moe_gemm_decode_kernel(MoeGemmArgs g) {
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
   constexpr int BM = 8 * NT;
-  const int e = g.block_expert[blockIdx.x];
-  if (e < 0) return;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int grp = lane / 4, q = lane % 4;
   const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BM;
@@ -155,6 +168,25 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
     row[0] = n < g.N ? n : -1;
     row[1] = n + 8 < g.N ? n + 8 : -1;
   }
+
+  // Before the PDL wait: ask L2 for the first prefetch_row_bytes of this CTA's 16 weight rows,
+  // so they arrive while the previous kernel finishes. The routing is two or more launches old
+  // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
+  // previous call's lines).
+  if (g.prefetch_row_bytes > 0 && warp == 0 && q == 0) {
+    const int pe = __ldcg(g.block_expert + blockIdx.x);
+    if (pe >= 0) {
+      const int8_t* Wp = g.w + static_cast<int64_t>(pe) * g.N * g.K;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        if (row[h] >= 0)
+          prefetch_l2(Wp + row[h] * g.K, static_cast<uint32_t>(g.prefetch_row_bytes));
+    }
+  }
+  pdl_wait();  // every CTA, even an empty one: this grid must not complete before the previous
+  pdl_launch_dependents();
+  const int e = g.block_expert[blockIdx.x];
+  if (e < 0) return;
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   // B operand: token (column) grp of each n-tile.
   const AT* A = static_cast<const AT*>(g.a);
@@ -177,19 +209,21 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
       if (row[1] >= 0) w1 = __ldcs(reinterpret_cast<const uint4*>(W + row[1] * g.K + k));
     }
   };
-  // kDecodeAhead chunks in flight per warp while it multiplies the current one: one was not
-  // enough bytes in flight per SM for GEMM2's long rows (Mixtral K = 14336: 1.94 TB/s).
-  uint4 ahead0[kDecodeAhead], ahead1[kDecodeAhead];
+  // AHEAD chunks in flight per warp while it multiplies the current one (one was not enough
+  // bytes in flight per SM for GEMM2's long rows). (A ring unrolled over its slots instead of
+  // this shifting queue measured no faster and took more registers: 96 instead of 82 at 16
+  // routes per block, one CTA per SM less.)
+  uint4 ahead0[AHEAD], ahead1[AHEAD];
 #pragma unroll
-  for (int i = 0; i < kDecodeAhead; ++i) load_w(warp + i * kDecodeWarps, ahead0[i], ahead1[i]);
+  for (int i = 0; i < AHEAD; ++i) load_w(warp + i * kDecodeWarps, ahead0[i], ahead1[i]);
   for (int64_t c = warp; c < chunks; c += kDecodeWarps) {
     const uint4 w0 = ahead0[0], w1 = ahead1[0];
 #pragma unroll
-    for (int i = 0; i + 1 < kDecodeAhead; ++i) {
+    for (int i = 0; i + 1 < AHEAD; ++i) {
       ahead0[i] = ahead0[i + 1];
       ahead1[i] = ahead1[i + 1];
     }
-    load_w(c + kDecodeAhead * kDecodeWarps, ahead0[kDecodeAhead - 1], ahead1[kDecodeAhead - 1]);
+    load_w(c + AHEAD * kDecodeWarps, ahead0[AHEAD - 1], ahead1[AHEAD - 1]);
     const int64_t k = c * kDecodeBK + q * 16;
     const bool k_ok = k < g.K;
     if constexpr (INT8) {
@@ -268,17 +302,34 @@ __global__ void __launch_bounds__(kDecodeThreads) moe_gemm_decode_kernel(MoeGemm
   }
 }
 
-// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row).
+// Weight chunks in flight per warp (see the top of this file); busy_per_sm: CTAs holding routes
+// per SM. ahead_knob (0: this rule; 2 or 4) overrides it where 4 exists (GEMM1: 8-route blocks;
+// GEMM2: 8 and 16).
+constexpr int64_t kDecodeLongK = 8192;
+template <bool GATED>
+int decode_ahead(int64_t K, int BM, double busy_per_sm, int ahead_knob) {
+  if (BM > (GATED ? 8 : 16)) return 2;
+  if (ahead_knob != 0) return ahead_knob;
+  return !GATED && K >= kDecodeLongK && busy_per_sm <= 4.0 ? 4 : 2;
+}
+
+// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). pdl: launch with
+// programmatic stream serialization (pdl.cuh).
 template <typename T, typename AT, bool GATED>
-void launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, cudaStream_t stream) {
+cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
+                               bool pdl, cudaStream_t stream) {
   const int64_t n_tiles = GATED ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
-  if (BM == 8)
-    moe_gemm_decode_kernel<T, AT, 1, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
-  else if (BM == 16)
-    moe_gemm_decode_kernel<T, AT, 2, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
-  else
-    moe_gemm_decode_kernel<T, AT, 4, GATED><<<grid, kDecodeThreads, 0, stream>>>(g);
+  auto go = [&](void (*kernel)(MoeGemmArgs)) {
+    return launch_kernel(kernel, grid, dim3(kDecodeThreads), 0, stream, pdl, g);
+  };
+  if (ahead == 4 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 4>);
+  if constexpr (!GATED) {
+    if (ahead == 4 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 4>);
+  }
+  if (BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 2>);
+  if (BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 2>);
+  return go(&moe_gemm_decode_kernel<T, AT, 4, GATED, 2>);
 }
 
 }  // namespace int8_moe

@@ -39,6 +39,10 @@ struct MoeGemmArgs {
   void* out;                  // GEMM1: inter [capacity, N / 2]; GEMM2: route_out [n_routes, N]
   Activation act;
   float alpha, limit;
+  // Decode kernel launched with PDL: bytes of each of its weight rows a CTA asks L2 for before
+  // it waits on the previous kernel (a multiple of 16, <= K; 0: none). Only set when the routing
+  // was written two or more launches earlier (pdl.cuh).
+  int64_t prefetch_row_bytes;
 };
 
 // Weight row of virtual column v of a tile starting at n0. GATED: 0..31 gate, 32..63 up of

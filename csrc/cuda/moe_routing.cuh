@@ -7,11 +7,17 @@
 
 #include <cstdint>
 
+#include "pdl.cuh"
+
 namespace int8_moe {
 
-// Upper bound on the number of BM-row blocks: every expert's padding adds < 1 block.
+// Upper bound on the number of BM-row blocks. An expert with c >= 1 routes takes
+// ceil(c / BM) = 1 + floor((c - 1) / BM) blocks, so k non-empty experts take at most
+// k + floor((n_routes - k) / BM), which grows with k: the bound is that at k = min(E, n_routes).
+// (The looser ceil(n_routes / BM) + min(E, n_routes) launched a whole row of empty CTAs at M = 1.)
 inline int64_t moe_max_blocks(int64_t n_routes, int64_t E, int64_t BM) {
-  return (n_routes + BM - 1) / BM + (E < n_routes ? E : n_routes);
+  const int64_t k = E < n_routes ? E : n_routes;
+  return k + (n_routes - k) / BM;
 }
 
 // Local expert of a global id, or -1 (out of range, or mapped away by expert_map).
@@ -33,6 +39,9 @@ __global__ void __launch_bounds__(1024)
                      int64_t E_global, int E, int BM, int32_t* __restrict__ sorted_routes,
                      int32_t* __restrict__ block_expert, int64_t max_blocks,
                      int32_t* __restrict__ expert_end) {
+  // The first kernel of the chain (pdl.cuh): the GEMM after it may launch at once and wait.
+  pdl_wait();
+  pdl_launch_dependents();
   extern __shared__ int smem[];
   int* counts = smem;          // [E], later the fill cursors
   int* offsets = smem + E;     // [E + 1]

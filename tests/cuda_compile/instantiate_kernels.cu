@@ -56,18 +56,16 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t>(
 #include "cuda/moe_gemm_decode.cuh"
 
 namespace int8_moe {
-template void launch_decode_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&, int64_t,
-                                                                      int, cudaStream_t);
-template void launch_decode_gemm<__nv_bfloat16, __nv_bfloat16, false>(const MoeGemmArgs&, int64_t,
-                                                                       int, cudaStream_t);
-template void launch_decode_gemm<__half, __half, true>(const MoeGemmArgs&, int64_t, int,
-                                                       cudaStream_t);
-template void launch_decode_gemm<__half, __half, false>(const MoeGemmArgs&, int64_t, int,
-                                                        cudaStream_t);
-template void launch_decode_gemm<__nv_bfloat16, int8_t, true>(const MoeGemmArgs&, int64_t, int,
-                                                              cudaStream_t);
-template void launch_decode_gemm<__nv_bfloat16, int8_t, false>(const MoeGemmArgs&, int64_t, int,
-                                                               cudaStream_t);
+#define INT8_MOE_DECODE(T, AT, GATED)                                                   \
+  template cudaError_t launch_decode_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, \
+                                                        bool, cudaStream_t);
+INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, true)
+INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, false)
+INT8_MOE_DECODE(__half, __half, true)
+INT8_MOE_DECODE(__half, __half, false)
+INT8_MOE_DECODE(__nv_bfloat16, int8_t, true)
+INT8_MOE_DECODE(__nv_bfloat16, int8_t, false)
+#undef INT8_MOE_DECODE
 }  // namespace int8_moe
 
 #include "cuda/moe_prefill.cuh"

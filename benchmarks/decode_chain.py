@@ -1,0 +1,84 @@
+"""The decode chain's launch options, timed against each other in one run.
+
+For Mixtral-8x7B and Qwen3-30B-A3B at decode token counts, the int8 forward (CUDA-graph replays,
+routing included) with each setting of the decode chain's knobs: programmatic dependent launch
+(INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB) and the weight
+chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
+CTAs are busy, else 2). "before" is the chain without them (no PDL, 2 chunks in flight); "auto"
+is the default (PDL, 16 MB of prefetch, the rule). Floor: int8 bytes of the experts touched /
+copy rate.
+
+python benchmarks/decode_chain.py [--act-quant per_token]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_moe import knobs, timed  # noqa: E402
+
+import int8_moe  # noqa: E402
+from int8_moe.cli import random_routing  # noqa: E402
+from int8_moe.presets import PRESETS  # noqa: E402
+
+from common import copy_bandwidth_gbs, device_name  # noqa: E402
+
+SETTINGS = {
+    "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0"),
+    "pdl": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0"),
+    "pdl+pf16": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16"),
+    "pdl+pf32+rule": dict(PDL="1", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="32"),
+    "auto": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto"),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
+    parser.add_argument("--tokens", default="1,4,16,64")
+    parser.add_argument("--act-quant", default="none", choices=["none", "per_token"])
+    parser.add_argument("--csv", default=None)  # accepted for gpu_check.sh; unused
+    args = parser.parse_args()
+    copy_gbs = copy_bandwidth_gbs()
+    print(f"{device_name()}, copy {copy_gbs:.0f} GB/s, act_quant={args.act_quant}: ms of one "
+          "CUDA-graph replay per setting (% of floor)")
+    print("| model | M | floor ms | " + " | ".join(SETTINGS) + " | before / auto |")
+    print("|---|---|---|" + "---|" * (len(SETTINGS) + 1))
+    for name in args.models.split(","):
+        time_model(PRESETS[name], args.tokens, args.act_quant, copy_gbs)
+        torch.cuda.empty_cache()
+
+
+def time_model(shape, tokens: str, act_quant: str, copy_gbs: float) -> None:
+    """One table row per token count; random int8 weights with random scales (timing only)."""
+    E, H, inter = shape.experts, shape.hidden, shape.inter
+    w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
+    w2 = torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda")
+    weights = (w13, w2, torch.rand(E, 2 * inter, device="cuda") * 1e-3,
+               torch.rand(E, H, device="cuda") * 1e-3)
+    for M in map(int, tokens.split(",")):
+        x = torch.randn(M, H, dtype=torch.bfloat16, device="cuda")
+        tw, ids = random_routing(M, shape, "cuda", seed=M)
+        touched = int(torch.unique(ids).numel())
+        floor_ms = touched * 3 * H * inter / copy_gbs / 1e6
+
+        def run(x=x, tw=tw, ids=ids):
+            return int8_moe.fused_moe(x, *weights, tw, ids, activation=shape.activation,
+                                      act_quant=act_quant)
+
+        ms = {}
+        for label, env in SETTINGS.items():
+            with knobs(GEMM_PATH="auto", **env):
+                ms[label] = timed(run, graph=True)
+        cells = " | ".join(f"{v:.4f} ({100 * floor_ms / v:.0f}%)" for v in ms.values())
+        print(f"| {shape.name} | {M} | {floor_ms:.4f} | {cells} | "
+              f"{ms['before'] / ms['auto']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
