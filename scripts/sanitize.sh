@@ -3,7 +3,9 @@
 # the four in parallel on one GPU. Needs a built CUDA extension (scripts/gpu_check.sh builds one).
 # Usage: bash scripts/sanitize.sh [tool ...]      Logs: $OUT/sanitize_<tool>.log
 # SANITIZE_TIMEOUT=<seconds> bounds each tool's run (default: none); SANITIZE_WORKERS=<n> runs
-# each tool's tests in n pytest-xdist workers (compute-sanitizer follows child processes).
+# each tool's tests in n pytest-xdist workers (compute-sanitizer follows child processes), and
+# SANITIZE_RACECHECK_WORKERS=<n> overrides it for racecheck, by far the slowest tool (its whole
+# selection took over 300 s in 3 workers on an H100 machine of 16 cores).
 # Prints one line per tool (clean or FAIL, the sanitizer's summary, pytest's result line) and
 # exits non-zero unless every tool ran to the end with zero reports.
 set -uo pipefail
@@ -28,7 +30,6 @@ tools=("$@"); [ ${#tools[@]} -eq 0 ] && tools=(memcheck racecheck initcheck sync
 # CUTLASS grouped GEMM (at::_grouped_mm), not this library's code.
 INITCHECK_SELECT="((forced_gemm_path and (37 or 300)) or hostile or two_streams \
 or (equals_cpu_on_every_path and bfloat16) or decode_chain) and not grouped_mm"
-workers=(); [ -n "${SANITIZE_WORKERS:-}" ] && workers=(-n "$SANITIZE_WORKERS")
 rm -f "$OUT"/sanitize_*.verdict
 for tool in "${tools[@]}"; do
   # The other tools check only this library's kernels (namespace int8_moe).
@@ -38,6 +39,9 @@ for tool in "${tools[@]}"; do
   # the tests that force the grouped_mm path (torch's CUTLASS grouped GEMM, not this library's
   # code; each of our kernel families alone: 0 hazards, H100 2026-11-27), so it skips them.
   [ "$tool" = racecheck ] && select="($SELECT) and not grouped_mm"
+  n=${SANITIZE_WORKERS:-}
+  [ "$tool" = racecheck ] && n=${SANITIZE_RACECHECK_WORKERS:-$n}
+  workers=(); [ -n "$n" ] && workers=(-n "$n")
   (
     timeout "${SANITIZE_TIMEOUT:-0}" compute-sanitizer --tool "$tool" "${filter[@]}" \
       --print-limit 50 --error-exitcode 86 \
