@@ -4,8 +4,9 @@
 # Usage: bash scripts/sanitize.sh [tool ...]      Logs: $OUT/sanitize_<tool>.log
 # SANITIZE_TIMEOUT=<seconds> bounds each tool's run (default: none); SANITIZE_WORKERS=<n> runs
 # each tool's tests in n pytest-xdist workers (compute-sanitizer follows child processes), and
-# SANITIZE_RACECHECK_WORKERS=<n> overrides it for racecheck, by far the slowest tool (its whole
-# selection took over 300 s in 3 workers on an H100 machine of 16 cores).
+# SANITIZE_RACECHECK_WORKERS=<n> overrides it for racecheck, by far the slowest tool (in 3
+# workers, beside the other tools and a pytest run on 16 cores, it had done under half of its
+# selection after 300 s).
 # Prints one line per tool (clean or FAIL, the sanitizer's summary, pytest's result line) and
 # exits non-zero unless every tool ran to the end with zero reports.
 set -uo pipefail
@@ -48,7 +49,7 @@ for tool in "${tools[@]}"; do
       python3 -m pytest tests/test_fused_moe_cuda.py tests/test_quantize_cuda.py -q \
       -p no:cacheprovider "${workers[@]}" -k "$select" > "$OUT/sanitize_$tool.log" 2>&1
     rc=$?
-    # Clean only with exit 0 and every summary the tool printed (one per process) saying zero
+    # Clean only with exit 0 and every summary the tool printed (one or more) saying zero
     # (racecheck: "RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)", the others
     # "ERROR SUMMARY: 0 errors"); a crash, a timeout (124) or no summary is not clean.
     summaries=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/sanitize_$tool.log" | sed 's/=* *//')

@@ -217,7 +217,7 @@ def test_bad_decode_block_knob_is_a_clear_error(monkeypatch):
 
 # The decode chain's launch options change when weights arrive, never what is summed in which
 # order: programmatic dependent launch on or off (INT8_MOE_PDL), 2 or 4 weight chunks in flight
-# per warp (INT8_MOE_DECODE_AHEAD, 4 exists for GEMM2), and the L2 prefetch before the PDL wait
+# per warp (INT8_MOE_DECODE_AHEAD, where 4 exists), and the L2 prefetch before the PDL wait
 # from none to whole rows (INT8_MOE_DECODE_PREFETCH_MB). All give bitwise the same output, equal
 # to the reference. 1 and 13 routes per expert: 8- and 16-route blocks; tails in N and K, empty
 # experts, biases, hostile ids.
