@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <initializer_list>
@@ -76,31 +77,29 @@ void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
                                q.mutable_data_ptr<int8_t>(), scale.mutable_data_ptr<float>()));
 }
 
-// Compute capability as major * 10 + minor, cached per device: the forward asks on every call.
-int compute_capability(int device) {
-  static std::atomic<int> cc[64] = {};  // 0: not yet asked
+// A device attribute, cached per device: the forward asks on every call. 0 for a device index
+// outside [0, 64).
+template <cudaDeviceAttr ATTR>
+int cached_device_attribute(int device) {
+  static std::atomic<int> cache[64] = {};  // the attribute + 1; 0: not yet asked
   if (device < 0 || device >= 64) return 0;
-  int v = cc[device].load(std::memory_order_relaxed);
+  int v = cache[device].load(std::memory_order_relaxed);
   if (v == 0) {
-    int major = 0, minor = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    v = major * 10 + minor;
-    cc[device].store(v, std::memory_order_relaxed);
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, ATTR, device));
+    cache[device].store(++v, std::memory_order_relaxed);
   }
-  return v;
+  return v - 1;
 }
 
-// Streaming multiprocessors, cached per device.
+// Compute capability as major * 10 + minor.
+int compute_capability(int device) {
+  return cached_device_attribute<cudaDevAttrComputeCapabilityMajor>(device) * 10 +
+         cached_device_attribute<cudaDevAttrComputeCapabilityMinor>(device);
+}
+
+// Streaming multiprocessors (at least 1).
 int sm_count(int device) {
-  static std::atomic<int> sms[64] = {};  // 0: not yet asked
-  if (device < 0 || device >= 64) return 1;
-  int v = sms[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
-    sms[device].store(v, std::memory_order_relaxed);
-  }
-  return v;
+  return std::max(1, cached_device_attribute<cudaDevAttrMultiProcessorCount>(device));
 }
 
 bool is_sm90_or_newer(int device) { return compute_capability(device) >= 90; }
@@ -196,8 +195,8 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
 // CTAs of one decode GEMM that can hold routes (16 weight rows each).
 int64_t decode_busy_ctas(const MoeGemmArgs& g, bool gated, int64_t max_blocks,
                          const DecodeChain& chain) {
-  const int64_t n_tiles = gated ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
-  return std::max<int64_t>(1, std::min(max_blocks, chain.n_routes) * n_tiles);
+  const int64_t busy_blocks = std::min(max_blocks, chain.n_routes);
+  return std::max<int64_t>(1, busy_blocks * decode_weight_tiles(g, gated));
 }
 
 // Bytes of each weight row a decode CTA prefetches before its PDL wait: the budget spread over

@@ -302,6 +302,12 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
   }
 }
 
+// Weight tiles of a decode GEMM (the grid's height): 8 intermediate columns (16 gate and up
+// rows) per GATED tile, 16 rows otherwise.
+inline int64_t decode_weight_tiles(const MoeGemmArgs& g, bool gated) {
+  return gated ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
+}
+
 // Weight chunks in flight per warp (see the top of this file); busy_per_sm: CTAs holding routes
 // per SM. ahead_knob (0: this rule; 2 or 4) overrides it where 4 exists (GEMM1: 8-route blocks;
 // GEMM2: 8 and 16).
@@ -318,8 +324,8 @@ int decode_ahead(int64_t K, int BM, double busy_per_sm, int ahead_knob) {
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
                                bool pdl, cudaStream_t stream) {
-  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
-  const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  const dim3 grid(static_cast<unsigned>(max_blocks),
+                  static_cast<unsigned>(decode_weight_tiles(g, GATED)));
   auto go = [&](void (*kernel)(MoeGemmArgs)) {
     return launch_kernel(kernel, grid, dim3(kDecodeThreads), 0, stream, pdl, g);
   };

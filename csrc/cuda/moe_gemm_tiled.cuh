@@ -64,6 +64,23 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// Row r of a weight tile of the 128-row kernels (tiled and wgmma) starting at tile0 -> weight
+// row, or -1 beyond N. GATED: tile0 counts intermediate columns, and rows 16m .. 16m+7 are the
+// gate rows and 16m+8 .. 16m+15 the up rows of columns tile0 + 8m .. tile0 + 8m + 7.
+// inter = g.N / 2.
+template <bool GATED>
+__device__ __forceinline__ int64_t row_tile_weight_row(const MoeGemmArgs& g, int64_t tile0,
+                                                       int64_t inter, int r) {
+  if constexpr (GATED) {
+    const int64_t j = tile0 + (r / 16) * 8 + r % 8;
+    if (j >= inter) return -1;
+    return (r / 8) % 2 ? up_row(g.act, j, inter) : gate_row(g.act, j, inter);
+  } else {
+    const int64_t n = tile0 + r;
+    return n < g.N ? n : -1;
+  }
+}
+
 // T: the activation dtype (output, bias); AT: what the A operand holds, T or int8_t (W8A8).
 template <typename T, typename AT, int BN, bool GATED>
 __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmArgs g) {
@@ -90,18 +107,7 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
 
-  // Shared row r of the weight tile -> weight row (or -1 beyond N). GATED: rows 16m .. 16m+7
-  // are the gate rows and 16m+8 .. 16m+15 the up rows of intermediate columns 8m .. 8m+7.
-  auto weight_row = [&](int r) -> int64_t {
-    if constexpr (GATED) {
-      const int64_t j = tile0 + (r / 16) * 8 + r % 8;
-      if (j >= inter) return -1;
-      return (r / 8) % 2 ? up_row(g.act, j, inter) : gate_row(g.act, j, inter);
-    } else {
-      const int64_t n = tile0 + r;
-      return n < g.N ? n : -1;
-    }
-  };
+  auto weight_row = [&](int r) { return row_tile_weight_row<GATED>(g, tile0, inter, r); };
 
   // Loader: each thread copies 2 weight pieces (rows tid/4 and tid/4 + 64, bytes (tid%4)*16)
   // and up to B_PIECES token pieces (piece tid + 256i: token / PIECES_PER_TOKEN) per stage.

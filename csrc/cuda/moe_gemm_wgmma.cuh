@@ -156,18 +156,7 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
 
-  // Shared row r of the weight tile -> weight row (or -1 beyond N); GATED as the tiled kernel:
-  // rows 16m .. 16m+7 gate, 16m+8 .. 16m+15 up of intermediate columns 8m .. 8m+7.
-  auto weight_row = [&](int r) -> int64_t {
-    if constexpr (GATED) {
-      const int64_t j = tile0 + (r / 16) * 8 + r % 8;
-      if (j >= inter) return -1;
-      return (r / 8) % 2 ? up_row(g.act, j, inter) : gate_row(g.act, j, inter);
-    } else {
-      const int64_t n = tile0 + r;
-      return n < g.N ? n : -1;
-    }
-  };
+  auto weight_row = [&](int r) { return row_tile_weight_row<GATED>(g, tile0, inter, r); };
 
   // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (256 / W_PIECES) i; activation
   // piece tid % 8 of rows tid / 8 + 32 i. (K % 16 == 0: a piece is all valid or none.)
