@@ -2,11 +2,11 @@
 
 For Mixtral-8x7B and Qwen3-30B-A3B at decode token counts, the int8 forward (CUDA-graph replays,
 routing included) with each setting of the decode chain's knobs: programmatic dependent launch
-(INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB) and the weight
+(INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB), the weight
 chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
-CTAs are busy, else 2). "before" is the chain without them (no PDL, 2 chunks in flight); "auto"
-is the default (PDL, 16 MB of prefetch, the rule). Floor: int8 bytes of the experts touched /
-copy rate.
+CTAs are busy, else 2) and the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT). "before" is the
+chain without them (no PDL, 2 chunks in flight, one tile per CTA); "auto" is the default.
+Floor: int8 bytes of the experts touched / copy rate.
 
 python benchmarks/decode_chain.py [--act-quant per_token]
 """
@@ -29,11 +29,13 @@ from int8_moe.presets import PRESETS  # noqa: E402
 from common import copy_bandwidth_gbs, device_name  # noqa: E402
 
 SETTINGS = {
-    "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0"),
-    "pdl": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0"),
-    "pdl+pf16": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16"),
-    "pdl+pf32+rule": dict(PDL="1", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="32"),
-    "auto": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto"),
+    "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0", DECODE_MT="1"),
+    "pdl+pf16": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1"),
+    "auto mt1": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="1"),
+    "auto mt2": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="2"),
+    "mt2 no prefetch": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="0",
+                            DECODE_MT="2"),
+    "auto": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto"),
 }
 
 

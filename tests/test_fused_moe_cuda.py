@@ -197,12 +197,16 @@ def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
 # Every decode tile (8, 16, 32 routes per block) forced on the same inputs, W8A16 and W8A8: 37
 # tokens x 3 of 12 experts (9 used) is about 12 routes per expert, so 8- and 16-route tiles take
 # several blocks per expert and 32-route tiles mostly one, with padding.
-@pytest.mark.parametrize("bm", ["8", "16", "32"])
+# Routes per block (INT8_MOE_DECODE_BM) x 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT; 2
+# exists for 8 and 16 routes per block): tails in N (176 = 11 tiles, odd) and K, empty experts.
+@pytest.mark.parametrize("bm, mt", [("8", "1"), ("8", "2"), ("16", "1"), ("16", "2"),
+                                    ("32", "auto")])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_forced_decode_block_routes(monkeypatch, bm, act_quant, dtype):
+def test_forced_decode_block_routes(monkeypatch, bm, mt, act_quant, dtype):
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
     monkeypatch.setenv("INT8_MOE_DECODE_BM", bm)
+    monkeypatch.setenv("INT8_MOE_DECODE_MT", mt)
     case = make_case(37, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=31,
                      n_used_experts=9)
     check(case, dtype, act_quant=act_quant, activation="swigluoai")
@@ -217,10 +221,11 @@ def test_bad_decode_block_knob_is_a_clear_error(monkeypatch):
 
 # The decode chain's launch options change when weights arrive, never what is summed in which
 # order: programmatic dependent launch on or off (INT8_MOE_PDL), 2 or 4 weight chunks in flight
-# per warp (INT8_MOE_DECODE_AHEAD, where 4 exists), and the L2 prefetch before the PDL wait
-# from none to whole rows (INT8_MOE_DECODE_PREFETCH_MB). All give bitwise the same output, equal
-# to the reference. 1 and 13 routes per expert: 8- and 16-route blocks; tails in N and K, empty
-# experts, biases, hostile ids.
+# per warp (INT8_MOE_DECODE_AHEAD, where 4 exists), the L2 prefetch before the PDL wait from
+# none to whole rows (INT8_MOE_DECODE_PREFETCH_MB), and one or two 16-row MMA tiles per CTA
+# (INT8_MOE_DECODE_MT). All give bitwise the same output, equal to the reference. 1 and 13
+# routes per expert: 8- and 16-route blocks; tails in N and K, empty experts, biases, hostile
+# ids.
 @pytest.mark.parametrize("M", [3, 52])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 def test_decode_chain_launch_options_agree(monkeypatch, M, act_quant):
@@ -230,11 +235,13 @@ def test_decode_chain_launch_options_agree(monkeypatch, M, act_quant):
     ids[::4, 1] = -1
     case.topk_ids = ids
     outs = []
-    for pdl, ahead, prefetch in [("0", "2", "0"), ("1", "2", "0"), ("1", "4", "8"),
-                                 ("1", "auto", "32"), ("auto", "4", "auto")]:
+    for pdl, ahead, prefetch, mt in [("0", "2", "0", "1"), ("1", "2", "0", "2"),
+                                     ("1", "4", "8", "1"), ("1", "auto", "32", "2"),
+                                     ("auto", "4", "auto", "auto"), ("0", "2", "0", "2")]:
         monkeypatch.setenv("INT8_MOE_PDL", pdl)
         monkeypatch.setenv("INT8_MOE_DECODE_AHEAD", ahead)
         monkeypatch.setenv("INT8_MOE_DECODE_PREFETCH_MB", prefetch)
+        monkeypatch.setenv("INT8_MOE_DECODE_MT", mt)
         outs.append(check(case, act_quant=act_quant, activation="swigluoai"))
     for out in outs[1:]:
         assert torch.equal(out, outs[0])
@@ -257,6 +264,7 @@ def test_no_valid_route_gives_zeros(M, act_quant):
     ("INT8_MOE_PDL", "2", "auto, 0 or 1"),
     ("INT8_MOE_DECODE_AHEAD", "3", "auto, 2 or 4"),
     ("INT8_MOE_DECODE_PREFETCH_MB", "64", "auto, 0, 8, 16 or 32"),
+    ("INT8_MOE_DECODE_MT", "4", "auto, 1 or 2"),
 ])
 def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)

@@ -165,15 +165,17 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
 // inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
 constexpr int64_t kDecodePrefetchMb = 16;
 
-// How the decode chain launches (pdl.cuh), from three knobs parsed on every call (a bad value is
-// an error whichever path runs):
+// How the decode chain launches (pdl.cuh) and tiles its GEMMs, from four knobs parsed on every
+// call (a bad value is an error whichever path runs):
 // - INT8_MOE_PDL = 0 turns programmatic dependent launch off (auto or 1: on from compute
 //   capability 9.0);
 // - INT8_MOE_DECODE_AHEAD = 2 | 4 forces the weight chunks in flight per warp (decode_ahead);
-// - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none).
+// - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none);
+// - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt).
 struct DecodeChain {
   bool pdl;
   int ahead_knob;          // 0: decode_ahead's rule
+  int mt_knob;             // 0: decode_mt's rule
   int64_t prefetch_bytes;  // budget of one GEMM's prefetch
   int64_t n_routes;
   int sms;
@@ -183,27 +185,35 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int pdl = choice_knob("INT8_MOE_PDL", {0, 1});
   const int ahead = choice_knob("INT8_MOE_DECODE_AHEAD", {2, 4});
   const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
+  const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
   DecodeChain c{};
   c.pdl = decode_path && pdl != 0 && compute_capability(device) >= 90;
   c.ahead_knob = std::max(ahead, 0);
+  c.mt_knob = std::max(mt, 0);
   c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
   c.n_routes = p.M * p.topk;
   c.sms = sm_count(device);
   return c;
 }
 
-// CTAs of one decode GEMM that can hold routes (16 weight rows each).
-int64_t decode_busy_ctas(const MoeGemmArgs& g, bool gated, int64_t max_blocks,
+// CTAs of one decode GEMM that can hold routes (16 * mt weight rows each).
+int64_t decode_busy_ctas(const MoeGemmArgs& g, bool gated, int64_t max_blocks, int mt,
                          const DecodeChain& chain) {
   const int64_t busy_blocks = std::min(max_blocks, chain.n_routes);
-  return std::max<int64_t>(1, busy_blocks * decode_weight_tiles(g, gated));
+  return std::max<int64_t>(1, busy_blocks * ceil_div(decode_weight_tiles(g, gated), mt));
 }
 
 // Bytes of each weight row a decode CTA prefetches before its PDL wait: the budget spread over
-// the busy CTAs' 16 rows, whole 16-byte pieces, at most K.
-int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas,
+// the busy CTAs' 16 * mt rows, whole 16-byte pieces, at most K.
+int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas, int mt,
                                   const DecodeChain& chain) {
-  return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16) / 16 * 16);
+  return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16 * mt) / 16 * 16);
+}
+
+// 16-row MMA tiles per decode CTA: 2 exists for 8 and 16 routes per block.
+int decode_mt(int BM, const DecodeChain& chain) {
+  if (BM > 16) return 1;
+  return chain.mt_knob != 0 ? chain.mt_knob : 1;
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
@@ -298,12 +308,13 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
 template <typename T, typename AT, bool GATED>
 void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& chain, bool early,
                  cudaStream_t stream) {
-  const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, chain);
-  if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, chain);
-  const int ahead = decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
-                                        chain.ahead_knob);
+  const int mt = decode_mt(BM, chain);
+  const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain);
+  if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
+  const int ahead = mt == 2 ? 2 : decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
+                                                     chain.ahead_knob);
   const cudaError_t err =
-      launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, chain.pdl, stream);
+      launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, chain.pdl, stream);
   C10_CUDA_CHECK(err);
 }
 

@@ -140,14 +140,19 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
 
 // CTAs per SM the register budget must allow with 2 chunks in flight: 8 at 8 routes per block
 // (<= 64 registers), 6 at 16 (<= 80: 84 would cost a sixth of the CTAs), 4 at 32. AHEAD = 4
-// runs with few CTAs and is left unbounded.
-template <int NT, int AHEAD>
-constexpr int kDecodeMinBlocks = AHEAD > 2 ? 1 : NT == 1 ? 8 : NT == 2 ? 6 : 4;
+// runs with few CTAs and is left unbounded; MT = 2 (twice the rows per thread) gets half of
+// MT = 1's CTAs.
+template <int NT, int AHEAD, int MT>
+constexpr int kDecodeMinBlocks =
+    AHEAD > 2 ? 1 : (NT == 1 ? 8 : NT == 2 ? 6 : 4) / MT;
 
 // T: the activation dtype (output, bias); AT: what the B operand holds, T or int8_t (W8A8).
-// AHEAD: weight chunks in flight per warp while it multiplies the current one.
-template <typename T, typename AT, int NT, bool GATED, int AHEAD>
-__global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
+// AHEAD: weight chunks in flight per warp while it multiplies the current one. MT: 16-row MMA
+// tiles per CTA (1 or 2); with 2, each activation chunk loaded feeds two weight tiles, which
+// halves the activation bytes read per weight byte (the L1/L2 traffic that, with 16 bf16
+// routes per block, is twice the weights').
+template <typename T, typename AT, int NT, bool GATED, int AHEAD, int MT = 1>
+__global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT>)
     moe_gemm_decode_kernel(MoeGemmArgs g) {
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
@@ -157,19 +162,24 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
   const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int64_t inter = g.N / 2;
 
-  // The two weight rows of this thread (MMA rows grp and grp + 8), -1 beyond N.
-  int64_t row[2];
-  if constexpr (GATED) {
-    const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;
-    row[0] = j < inter ? gate_row(g.act, j, inter) : -1;
-    row[1] = j < inter ? up_row(g.act, j, inter) : -1;
-  } else {
-    const int64_t n = static_cast<int64_t>(blockIdx.y) * 16 + grp;
-    row[0] = n < g.N ? n : -1;
-    row[1] = n + 8 < g.N ? n + 8 : -1;
+  // The two weight rows of this thread in each MMA tile m (MMA rows grp and grp + 8), -1 beyond
+  // N; GATED: tile m holds intermediate columns (blockIdx.y * MT + m) * 8 .. + 7.
+  int64_t row[MT][2];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const int64_t tile = static_cast<int64_t>(blockIdx.y) * MT + m;
+    if constexpr (GATED) {
+      const int64_t j = tile * 8 + grp;
+      row[m][0] = j < inter ? gate_row(g.act, j, inter) : -1;
+      row[m][1] = j < inter ? up_row(g.act, j, inter) : -1;
+    } else {
+      const int64_t n = tile * 16 + grp;
+      row[m][0] = n < g.N ? n : -1;
+      row[m][1] = n + 8 < g.N ? n + 8 : -1;
+    }
   }
 
-  // Before the PDL wait: ask L2 for the first prefetch_row_bytes of this CTA's 16 weight rows,
+  // Before the PDL wait: ask L2 for the first prefetch_row_bytes of this CTA's weight rows,
   // so they arrive while the previous kernel finishes. The routing is two or more launches old
   // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
   // previous call's lines).
@@ -178,9 +188,11 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
     if (pe >= 0) {
       const int8_t* Wp = g.w + static_cast<int64_t>(pe) * g.N * g.K;
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-        if (row[h] >= 0)
-          prefetch_l2(Wp + row[h] * g.K, static_cast<uint32_t>(g.prefetch_row_bytes));
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (row[m][h] >= 0)
+            prefetch_l2(Wp + row[m][h] * g.K, static_cast<uint32_t>(g.prefetch_row_bytes));
     }
   }
   pdl_wait();  // every CTA, even an empty one: this grid must not complete before the previous
@@ -198,32 +210,46 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
     brow[t] = route < 0 ? nullptr : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K;
   }
 
-  Acc acc[NT][4] = {};
+  Acc acc[MT][NT][4] = {};
   const int64_t chunks = (g.K + kDecodeBK - 1) / kDecodeBK;
-  // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none).
-  auto load_w = [&](int64_t c, uint4& w0, uint4& w1) {
+  // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none):
+  // w[m][h] is row[m][h]'s.
+  using Chunk = uint4[MT][2];
+  auto load_w = [&](int64_t c, Chunk& w) {
     const int64_t k = c * kDecodeBK + q * 16;
-    w0 = w1 = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) w[m][0] = w[m][1] = make_uint4(0, 0, 0, 0);
     if (c < chunks && k < g.K) {
-      if (row[0] >= 0) w0 = __ldcs(reinterpret_cast<const uint4*>(W + row[0] * g.K + k));
-      if (row[1] >= 0) w1 = __ldcs(reinterpret_cast<const uint4*>(W + row[1] * g.K + k));
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (row[m][h] >= 0)
+            w[m][h] = __ldcs(reinterpret_cast<const uint4*>(W + row[m][h] * g.K + k));
     }
   };
   // AHEAD chunks in flight per warp while it multiplies the current one (one was not enough
   // bytes in flight per SM for GEMM2's long rows). (A ring unrolled over its slots instead of
   // this shifting queue measured no faster and took more registers: 96 instead of 82 at 16
   // routes per block, one CTA per SM less.)
-  uint4 ahead0[AHEAD], ahead1[AHEAD];
+  Chunk ahead[AHEAD];
 #pragma unroll
-  for (int i = 0; i < AHEAD; ++i) load_w(warp + i * kDecodeWarps, ahead0[i], ahead1[i]);
+  for (int i = 0; i < AHEAD; ++i) load_w(warp + i * kDecodeWarps, ahead[i]);
   for (int64_t c = warp; c < chunks; c += kDecodeWarps) {
-    const uint4 w0 = ahead0[0], w1 = ahead1[0];
+    Chunk w;
 #pragma unroll
-    for (int i = 0; i + 1 < AHEAD; ++i) {
-      ahead0[i] = ahead0[i + 1];
-      ahead1[i] = ahead1[i + 1];
+    for (int m = 0; m < MT; ++m) {
+      w[m][0] = ahead[0][m][0];
+      w[m][1] = ahead[0][m][1];
     }
-    load_w(c + AHEAD * kDecodeWarps, ahead0[AHEAD - 1], ahead1[AHEAD - 1]);
+#pragma unroll
+    for (int i = 0; i + 1 < AHEAD; ++i)
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        ahead[i][m][0] = ahead[i + 1][m][0];
+        ahead[i][m][1] = ahead[i + 1][m][1];
+      }
+    load_w(c + AHEAD * kDecodeWarps, ahead[AHEAD - 1]);
     const int64_t k = c * kDecodeBK + q * 16;
     const bool k_ok = k < g.K;
     if constexpr (INT8) {
@@ -234,13 +260,15 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
         if (k_ok && brow[t] != nullptr) xb[t] = __ldg(reinterpret_cast<const uint4*>(brow[t] + k));
       }
 #pragma unroll
-      for (int step = 0; step < 2; ++step) {
-        const uint32_t a[4] = {word(w0, 2 * step), word(w1, 2 * step), word(w0, 2 * step + 1),
-                               word(w1, 2 * step + 1)};
+      for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int t = 0; t < NT; ++t)
-          mma_16832_s8(acc[t], a, word(xb[t], 2 * step), word(xb[t], 2 * step + 1));
-      }
+        for (int step = 0; step < 2; ++step) {
+          const uint32_t a[4] = {word(w[m][0], 2 * step), word(w[m][1], 2 * step),
+                                 word(w[m][0], 2 * step + 1), word(w[m][1], 2 * step + 1)};
+#pragma unroll
+          for (int t = 0; t < NT; ++t)
+            mma_16832_s8(acc[m][t], a, word(xb[t], 2 * step), word(xb[t], 2 * step + 1));
+        }
     } else {
       // Physical k 16q .. 16q+15 of token grp as two 16-byte loads (four 8-byte loads per
       // token made the L1 wavefronts, not the weight stream, the limit at 32 routes).
@@ -255,55 +283,66 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD>)
         }
       }
 #pragma unroll
-      for (int b = 0; b < 4; ++b) {
-        // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
-        // pairs (2,3) -> logical k (2q+8, 2q+9); the token's elements 4b .. 4b+3 likewise.
-        const uint32_t a[4] = {widen_pair<T>(word(w0, b), 0), widen_pair<T>(word(w1, b), 0),
-                               widen_pair<T>(word(w0, b), 1), widen_pair<T>(word(w1, b), 1)};
+      for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int t = 0; t < NT; ++t)
-          mma_16816<T>(acc[t], a, word(xb[t][b / 2], 2 * (b % 2)),
-                       word(xb[t][b / 2], 2 * (b % 2) + 1));
-      }
+        for (int b = 0; b < 4; ++b) {
+          // k16 step b: bytes b*4 .. b*4+3 of each row; pairs (0,1) -> logical k (2q, 2q+1),
+          // pairs (2,3) -> logical k (2q+8, 2q+9); the token's elements 4b .. 4b+3 likewise.
+          const uint32_t a[4] = {
+              widen_pair<T>(word(w[m][0], b), 0), widen_pair<T>(word(w[m][1], b), 0),
+              widen_pair<T>(word(w[m][0], b), 1), widen_pair<T>(word(w[m][1], b), 1)};
+#pragma unroll
+          for (int t = 0; t < NT; ++t)
+            mma_16816<T>(acc[m][t], a, word(xb[t][b / 2], 2 * (b % 2)),
+                         word(xb[t][b / 2], 2 * (b % 2) + 1));
+        }
     }
   }
 
   // Fixed-order sum of the 4 warps' partials.
-  __shared__ Acc part[kDecodeWarps][NT][4][32];
+  __shared__ Acc part[kDecodeWarps][MT][NT][4][32];
 #pragma unroll
-  for (int t = 0; t < NT; ++t)
+  for (int m = 0; m < MT; ++m)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) part[warp][t][i][lane] = acc[t][i];
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[warp][m][t][i][lane] = acc[m][t][i];
   __syncthreads();
   if (warp != 0) return;
 #pragma unroll
-  for (int t = 0; t < NT; ++t)
+  for (int m = 0; m < MT; ++m)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      Acc s = part[0][t][i][lane];
+    for (int t = 0; t < NT; ++t)
 #pragma unroll
-      for (int w = 1; w < kDecodeWarps; ++w) s += part[w][t][i][lane];
-      acc[t][i] = s;
-    }
+      for (int i = 0; i < 4; ++i) {
+        Acc s = part[0][m][t][i][lane];
+#pragma unroll
+        for (int w = 1; w < kDecodeWarps; ++w) s += part[w][m][t][i][lane];
+        acc[m][t][i] = s;
+      }
 
-  float s[2], bv[2];
-  load_row_scale_bias<T>(g, e, row, s, bv);
-  const int64_t j = static_cast<int64_t>(blockIdx.y) * 8 + grp;  // GATED: intermediate column
 #pragma unroll
-  for (int t = 0; t < NT; ++t) {
+  for (int m = 0; m < MT; ++m) {
+    float s[2], bv[2];
+    load_row_scale_bias<T>(g, e, row[m], s, bv);
+    // GATED: intermediate column
+    const int64_t j = (static_cast<int64_t>(blockIdx.y) * MT + m) * 8 + grp;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
-      const int64_t p = pos0 + t * 8 + 2 * q + i;
-      const int32_t route = g.sorted_routes[p];
-      if (route < 0) continue;
-      store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[t][i]),
-                                     static_cast<float>(acc[t][2 + i]), row, s, bv, j);
+    for (int t = 0; t < NT; ++t) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
+        const int64_t p = pos0 + t * 8 + 2 * q + i;
+        const int32_t route = g.sorted_routes[p];
+        if (route < 0) continue;
+        store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][t][i]),
+                                       static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j);
+      }
     }
   }
 }
 
-// Weight tiles of a decode GEMM (the grid's height): 8 intermediate columns (16 gate and up
-// rows) per GATED tile, 16 rows otherwise.
+// Weight tiles of a decode GEMM: 8 intermediate columns (16 gate and up rows) per GATED tile,
+// 16 rows otherwise. The grid's height is that over MT, the tiles per CTA.
 inline int64_t decode_weight_tiles(const MoeGemmArgs& g, bool gated) {
   return gated ? ceil_div(g.N / 2, 8) : ceil_div(g.N, 16);
 }
@@ -319,16 +358,19 @@ int decode_ahead(int64_t K, int BM, double busy_per_sm, int ahead_knob) {
   return !GATED && K >= kDecodeLongK && busy_per_sm <= 4.0 ? 4 : 2;
 }
 
-// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). pdl: launch with
+// AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). mt: MMA tiles per CTA
+// (2 exists with 2 chunks in flight and 8 or 16 routes per block). pdl: launch with
 // programmatic stream serialization (pdl.cuh).
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
-                               bool pdl, cudaStream_t stream) {
+                               int mt, bool pdl, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(max_blocks),
-                  static_cast<unsigned>(decode_weight_tiles(g, GATED)));
+                  static_cast<unsigned>(ceil_div(decode_weight_tiles(g, GATED), mt)));
   auto go = [&](void (*kernel)(MoeGemmArgs)) {
     return launch_kernel(kernel, grid, dim3(kDecodeThreads), 0, stream, pdl, g);
   };
+  if (mt == 2 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 2, 2>);
+  if (mt == 2 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 2, 2>);
   if (ahead == 4 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 4>);
   if constexpr (!GATED) {
     if (ahead == 4 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 4>);

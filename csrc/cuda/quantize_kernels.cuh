@@ -1,10 +1,10 @@
 // Per-row int8 quantization and row amax on CUDA. Framework-free: raw pointers, sizes, a stream.
 //
-// quantize: TPR threads share a row and hold it in registers (VPT 16-byte loads each, up to 8 in
-// flight per thread), the row max is reduced, and q is computed from the registers and written
-// as packed int8: one read of 2 bytes and one write of 1 byte per weight. Rows whose length or
-// pointers rule out 16-byte access, or that are too long for registers, take a looped path that
-// reads the row twice (the second read mostly hits L2).
+// quantize: TPR threads share a row and hold it in registers (VPT 16-byte loads each: up to 4 in
+// flight per thread, 8 for rows beyond 4096 loads), the row max is reduced, and q is computed
+// from the registers and written as packed int8: one read of 2 bytes and one write of 1 byte per
+// weight. Rows whose length or pointers rule out 16-byte access, or that are too long for
+// registers, take a looped path that reads the row twice (the second read mostly hits L2).
 //
 // The row max is taken over the absolute-value *bit patterns* as unsigned integers: for IEEE
 // formats that order equals the order of |x|, +inf sorts above every finite value and NaN above
@@ -252,8 +252,10 @@ void launch_quantize_rows(const T* w, const float* amax_in, int8_t* q, float* sc
   constexpr int VEC = 16 / sizeof(T);
   const bool vector_ok = K % VEC == 0 && is_aligned(w, 16) && is_aligned(q, VEC);
   const int64_t nvec = K / VEC;
-  // Fewest threads per row that keep <= 8 loads per thread: more bytes in flight per thread,
-  // fewer threads synchronizing per row.
+  // Fewest threads per row that keep <= 4 loads per thread (8 beyond 4096 loads per row): more
+  // threads per row with fewer loads each measured faster than 8 loads per thread (Mixtral w13
+  // 92.8% -> 99.1% of the copy floor, Qwen3 w13 90.7% -> 97.9%; benchmarks/NOTES.md,
+  // quantization variant 6), and fewer than 4 slower (93.5% at 2, 74% at 1).
   const auto args = std::make_tuple(w, amax_in, q, scale, rows, K, bad, stream);
   auto go = [&](auto launcher) { std::apply(launcher, args); };
   if (!vector_ok || nvec > 1024 * 8) {
@@ -266,16 +268,16 @@ void launch_quantize_rows(const T* w, const float* amax_in, int8_t* q, float* sc
     go(launch_regs<T, 256, 32, 2, COMPAT>);
   } else if (nvec <= 32 * 4) {
     go(launch_regs<T, 256, 32, 4, COMPAT>);
-  } else if (nvec <= 32 * 8) {
-    go(launch_regs<T, 256, 32, 8, COMPAT>);
-  } else if (nvec <= 64 * 8) {
-    go(launch_regs<T, 256, 64, 8, COMPAT>);
-  } else if (nvec <= 128 * 8) {
-    go(launch_regs<T, 256, 128, 8, COMPAT>);
-  } else if (nvec <= 256 * 8) {
-    go(launch_regs<T, 256, 256, 8, COMPAT>);
-  } else if (nvec <= 512 * 8) {
-    go(launch_regs<T, 512, 512, 8, COMPAT>);
+  } else if (nvec <= 64 * 4) {
+    go(launch_regs<T, 256, 64, 4, COMPAT>);
+  } else if (nvec <= 128 * 4) {
+    go(launch_regs<T, 256, 128, 4, COMPAT>);
+  } else if (nvec <= 256 * 4) {
+    go(launch_regs<T, 256, 256, 4, COMPAT>);
+  } else if (nvec <= 512 * 4) {
+    go(launch_regs<T, 512, 512, 4, COMPAT>);
+  } else if (nvec <= 1024 * 4) {
+    go(launch_regs<T, 1024, 1024, 4, COMPAT>);
   } else {
     go(launch_regs<T, 1024, 1024, 8, COMPAT>);
   }

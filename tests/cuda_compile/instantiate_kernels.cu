@@ -57,7 +57,7 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t>(
 
 namespace int8_moe {
 #define INT8_MOE_DECODE(T, AT, GATED)                                                   \
-  template cudaError_t launch_decode_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, \
+  template cudaError_t launch_decode_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, int, \
                                                         bool, cudaStream_t);
 INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, true)
 INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, false)
