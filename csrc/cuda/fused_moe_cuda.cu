@@ -210,10 +210,14 @@ int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas, int m
   return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16 * mt) / 16 * 16);
 }
 
-// 16-row MMA tiles per decode CTA: 2 exists for 8 and 16 routes per block.
-int decode_mt(int BM, const DecodeChain& chain) {
+// 16-row MMA tiles per decode CTA (2 exists for 8 and 16 routes per block): 2 for W8A16 at 16
+// routes per block, where each CTA otherwise reads twice as many activation bytes (bf16) as
+// weight bytes (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at
+// 8 routes per block, and for W8A8 whose activations are int8; benchmarks/NOTES.md, variant 13).
+int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
   if (BM > 16) return 1;
-  return chain.mt_knob != 0 ? chain.mt_knob : 1;
+  if (chain.mt_knob != 0) return chain.mt_knob;
+  return BM == 16 && !int8_act ? 2 : 1;
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
@@ -308,7 +312,7 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
 template <typename T, typename AT, bool GATED>
 void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& chain, bool early,
                  cudaStream_t stream) {
-  const int mt = decode_mt(BM, chain);
+  const int mt = decode_mt(BM, std::is_same_v<AT, int8_t>, chain);
   const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain);
   if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
   const int ahead = mt == 2 ? 2 : decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
