@@ -165,10 +165,17 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
 // inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
 constexpr int64_t kDecodePrefetchMb = 16;
 
+// Routes up to which the decode chain is launched with PDL by default. With more, its GEMMs
+// take several waves of CTAs, and the next kernel's CTAs, resident early and waiting, hold
+// places the running kernel's later waves would use: PDL measured 0.91-0.98x at Qwen3-30B-A3B
+// M = 16-64 (128-512 routes) and Mixtral M = 64, against 1.04-1.19x at M = 1-4
+// (benchmarks/NOTES.md, variant 11).
+constexpr int64_t kPdlMaxRoutes = 32;
+
 // How the decode chain launches (pdl.cuh) and tiles its GEMMs, from four knobs parsed on every
 // call (a bad value is an error whichever path runs):
-// - INT8_MOE_PDL = 0 turns programmatic dependent launch off (auto or 1: on from compute
-//   capability 9.0);
+// - INT8_MOE_PDL = 0 | 1 turns programmatic dependent launch off or on (from compute
+//   capability 9.0; auto: on up to kPdlMaxRoutes routes);
 // - INT8_MOE_DECODE_AHEAD = 2 | 4 forces the weight chunks in flight per warp (decode_ahead);
 // - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none);
 // - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt).
@@ -187,7 +194,8 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
   const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
   DecodeChain c{};
-  c.pdl = decode_path && pdl != 0 && compute_capability(device) >= 90;
+  c.pdl = decode_path && compute_capability(device) >= 90 &&
+          (pdl < 0 ? p.M * p.topk <= kPdlMaxRoutes : pdl == 1);
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
   c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
