@@ -65,8 +65,11 @@ float median_ms(const std::function<void()>& fn, int reps) {
 int main() {
   const Tensor tensors[] = {{"mixtral w13", 8LL * 28672, 4096}, {"mixtral w2", 8LL * 4096, 14336},
                             {"qwen3 w13", 128LL * 1536, 2048}, {"qwen3 w2", 128LL * 2048, 768}};
-  int64_t max_n = 0;
-  for (const auto& t : tensors) max_n = std::max(max_n, t.rows * t.K);
+  int64_t max_n = 0, max_rows = 0;
+  for (const auto& t : tensors) {
+    max_n = std::max(max_n, t.rows * t.K);
+    max_rows = std::max(max_rows, t.rows);
+  }
   bf16* w;
   int8_t *q, *q_ref;
   float *s, *s_ref;
@@ -74,8 +77,8 @@ int main() {
   CHECK(cudaMalloc(&w, max_n * 2));
   CHECK(cudaMalloc(&q, max_n));
   CHECK(cudaMalloc(&q_ref, max_n));
-  CHECK(cudaMalloc(&s, max_n / 768 * 4 + 64));
-  CHECK(cudaMalloc(&s_ref, max_n / 768 * 4 + 64));
+  CHECK(cudaMalloc(&s, max_rows * 4));
+  CHECK(cudaMalloc(&s_ref, max_rows * 4));
   CHECK(cudaMalloc(&bad, 16));
 
   // Copy rate: 2 GiB device to device, bytes read + written.

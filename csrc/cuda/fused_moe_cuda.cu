@@ -169,7 +169,7 @@ constexpr int64_t kDecodePrefetchMb = 16;
 // take several waves of CTAs, and the next kernel's CTAs, resident early and waiting, hold
 // places the running kernel's later waves would use: PDL measured 0.91-0.98x at Qwen3-30B-A3B
 // M = 16-64 (128-512 routes) and Mixtral M = 64, against 1.04-1.19x at M = 1-4
-// (benchmarks/NOTES.md, variant 11).
+// (benchmarks/NOTES.md, variant 15).
 constexpr int64_t kPdlMaxRoutes = 32;
 
 // How the decode chain launches (pdl.cuh) and tiles its GEMMs, from four knobs parsed on every
@@ -218,10 +218,11 @@ int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas, int m
   return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16 * mt) / 16 * 16);
 }
 
-// 16-row MMA tiles per decode CTA (2 exists for 8 and 16 routes per block): 2 for W8A16 at 16
-// routes per block, where each CTA otherwise reads twice as many activation bytes (bf16) as
-// weight bytes (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at
-// 8 routes per block, and for W8A8 whose activations are int8; benchmarks/NOTES.md, variant 13).
+// 16-row MMA tiles per decode CTA (2 exists for 8 and 16 routes per block, with 2 weight chunks
+// in flight per warp whatever INT8_MOE_DECODE_AHEAD says): 2 for W8A16 at 16 routes per block,
+// where each CTA otherwise reads twice as many activation bytes (bf16) as weight bytes
+// (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at 8 routes per
+// block, and no faster for W8A8, whose activations are int8; benchmarks/NOTES.md, variant 13).
 int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
   if (BM > 16) return 1;
   if (chain.mt_knob != 0) return chain.mt_knob;
@@ -323,8 +324,9 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
   const int mt = decode_mt(BM, std::is_same_v<AT, int8_t>, chain);
   const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain);
   if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
-  const int ahead = mt == 2 ? 2 : decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
-                                                     chain.ahead_knob);
+  const int ahead =
+      mt == 2 ? 2 : decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
+                                        chain.ahead_knob);
   const cudaError_t err =
       launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, chain.pdl, stream);
   C10_CUDA_CHECK(err);
