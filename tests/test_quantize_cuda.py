@@ -11,10 +11,11 @@ from int8_moe import Int8MoE, ops
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-# K values that reach each launch path for bf16 (8 per 16-byte load): a warp per row with 1, 2,
-# 4 or 8 loads per thread, 64..1024 threads per row with 8, the looped path (too long, odd).
-K_PATHS = [8, 200, 256, 264, 512, 1024, 2048, 2056, 4096, 8192, 14336, 16384, 32768, 40000,
-           65536, 65544, 1025, 7, 3, 1]
+# K values that reach each launch path for bf16 (8 per 16-byte load), at both ends of each: a
+# warp per row with 1, 2 or 4 loads per thread, 64..1024 threads per row with 4, 1024 with 8,
+# the looped path (too long, odd).
+K_PATHS = [8, 200, 256, 264, 512, 1024, 1032, 2048, 2056, 4096, 4104, 8192, 8200, 14336, 16384,
+           16392, 32768, 40000, 65536, 65544, 1025, 7, 3, 1]
 
 
 @pytest.mark.parametrize("K", K_PATHS)
