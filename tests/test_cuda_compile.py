@@ -29,3 +29,14 @@ def test_cuda_kernels_compile(tmp_path):
            f"{ROOT}/tests/cuda_compile/instantiate_kernels.cu", "-o", str(tmp_path / "k.o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+@pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
+                    reason="this build already compiled the CUDA kernels")
+def test_quantize_kernel_benchmark_compiles(tmp_path):
+    """benchmarks/quantize_kernel_variants.cu (a torch-free tool, built by hand) stays buildable."""
+    cmd = [NVCC, "-std=c++17", "-O1", f"-I{ROOT}/csrc", "-gencode=arch=compute_90a,code=sm_90a",
+           f"{ROOT}/benchmarks/quantize_kernel_variants.cu", "-o", str(tmp_path / "qkv")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]

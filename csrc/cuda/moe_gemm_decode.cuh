@@ -143,8 +143,7 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
 // runs with few CTAs and is left unbounded; MT = 2 (twice the rows per thread) gets half of
 // MT = 1's CTAs.
 template <int NT, int AHEAD, int MT>
-constexpr int kDecodeMinBlocks =
-    AHEAD > 2 ? 1 : (NT == 1 ? 8 : NT == 2 ? 6 : 4) / MT;
+constexpr int kDecodeMinBlocks = AHEAD > 2 ? 1 : (NT == 1 ? 8 : NT == 2 ? 6 : 4) / MT;
 
 // T: the activation dtype (output, bias); AT: what the B operand holds, T or int8_t (W8A8).
 // AHEAD: weight chunks in flight per warp while it multiplies the current one. MT: 16-row MMA
