@@ -25,7 +25,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then build "" || exit 1; fi
 python3 scripts/gpu_smoke.py 2>&1 | tee "$OUT/smoke.log" | tail -4 || exit 1
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout "${PYTEST_TIMEOUT:-400}" python3 -m pytest ${PYTEST_TARGETS:-tests} -q -rs \
-    -n ${PYTEST_WORKERS:-6} -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" \
+    -n ${PYTEST_WORKERS:-6} -p no:cacheprovider --durations=25 2>&1 | tee "$OUT/pytest.log" \
     | grep -vE "^\s+File|^  " | tail -40
 fi
 for b in "$@"; do
