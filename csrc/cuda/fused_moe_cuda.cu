@@ -194,12 +194,12 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
   const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
   DecodeChain c{};
+  c.n_routes = p.M * p.topk;
   c.pdl = decode_path && compute_capability(device) >= 90 &&
-          (pdl < 0 ? p.M * p.topk <= kPdlMaxRoutes : pdl == 1);
+          (pdl < 0 ? c.n_routes <= kPdlMaxRoutes : pdl == 1);
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
   c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
-  c.n_routes = p.M * p.topk;
   c.sms = sm_count(device);
   return c;
 }
@@ -219,10 +219,11 @@ int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas, int m
 }
 
 // 16-row MMA tiles per decode CTA (2 exists for 8 and 16 routes per block, with 2 weight chunks
-// in flight per warp whatever INT8_MOE_DECODE_AHEAD says): 2 for W8A16 at 16 routes per block,
-// where each CTA otherwise reads twice as many activation bytes (bf16) as weight bytes
-// (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at 8 routes per
-// block, and no faster for W8A8, whose activations are int8; benchmarks/NOTES.md, variant 13).
+// in flight per warp whatever INT8_MOE_DECODE_AHEAD says: decode_ahead): 2 for W8A16 at 16
+// routes per block, where each CTA otherwise reads twice as many activation bytes (bf16) as
+// weight bytes (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at
+// 8 routes per block, and no faster for W8A8, whose activations are int8; benchmarks/NOTES.md,
+// variant 13).
 int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
   if (BM > 16) return 1;
   if (chain.mt_knob != 0) return chain.mt_knob;
@@ -324,8 +325,7 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
   const int mt = decode_mt(BM, std::is_same_v<AT, int8_t>, chain);
   const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain);
   if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
-  const int ahead =
-      mt == 2 ? 2 : decode_ahead<GATED>(g.K, BM, static_cast<double>(busy) / chain.sms,
+  const int ahead = decode_ahead<GATED>(g.K, BM, mt, static_cast<double>(busy) / chain.sms,
                                         chain.ahead_knob);
   const cudaError_t err =
       launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, chain.pdl, stream);

@@ -347,12 +347,12 @@ inline int64_t decode_weight_tiles(const MoeGemmArgs& g, bool gated) {
 }
 
 // Weight chunks in flight per warp (see the top of this file); busy_per_sm: CTAs holding routes
-// per SM. ahead_knob (0: this rule; 2 or 4) overrides it where 4 exists (GEMM1: 8-route blocks;
-// GEMM2: 8 and 16).
+// per SM. ahead_knob (0: this rule; 2 or 4) overrides it where 4 exists (one MMA tile per CTA,
+// mt = 1; GEMM1: 8-route blocks; GEMM2: 8 and 16).
 constexpr int64_t kDecodeLongK = 8192;
 template <bool GATED>
-int decode_ahead(int64_t K, int BM, double busy_per_sm, int ahead_knob) {
-  if (BM > (GATED ? 8 : 16)) return 2;
+int decode_ahead(int64_t K, int BM, int mt, double busy_per_sm, int ahead_knob) {
+  if (mt > 1 || BM > (GATED ? 8 : 16)) return 2;
   if (ahead_knob != 0) return ahead_knob;
   return !GATED && K >= kDecodeLongK && busy_per_sm <= 4.0 ? 4 : 2;
 }
