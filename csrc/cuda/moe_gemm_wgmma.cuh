@@ -1,5 +1,5 @@
 // Grouped expert GEMMs on Hopper (sm_90a) wgmma: W8A8 (int8 x int8, int32 accumulation) and
-// W8A16 (bf16/fp16 activations, int8 weights widened into shared memory, fp32 accumulation).
+// W8A16 (bf16/fp16 activations, int8 weights widened in registers, fp32 accumulation).
 // The mma.sync kernels (moe_gemm_tiled.cuh) feed the tensor cores from registers and reach about
 // 430 TOP/s (W8A8) and 150-210 TFLOP/s (W8A16); wgmma issues a 64 x BN x k product per
 // warpgroup straight from shared memory.
@@ -14,13 +14,15 @@
 // prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
 // 128-byte swizzle wgmma expects (16-byte piece c of row r at piece c ^ (r % 8); 8-row groups
 // 1024 bytes apart); each k step advances the descriptors' start address by 32 bytes inside the
-// swizzle atom. W8A8: cp.async writes both operands swizzled. W8A16: cp.async stages the int8
-// weight rows (64 bytes each) and the CTA widens them (exact) into a swizzled bf16/fp16 tile, one
-// of two, before the chunk's products. Zero-filled pieces beyond N, K and for padding routes.
-// Shared memory written by cp.async or plain stores is read by wgmma through the async proxy:
-// each writing thread fences (fence.proxy.async) before the barrier that publishes it. A slot is
-// refilled only after wgmma.wait_group shows the products that read it retired, in both
-// warpgroups (a barrier after the wait).
+// swizzle atom. W8A8: cp.async writes both operands swizzled; wgmma reads both from shared
+// memory. W8A16: cp.async stages the int8 weight rows (64 bytes each, their own swizzle), each
+// thread loads its A fragment from them and widens it (exact) in registers, and wgmma takes A
+// from registers (variant 16 of benchmarks/NOTES.md: a widened bf16 tile in shared memory cost a
+// third more shared-memory traffic per chunk than the products themselves and two barriers).
+// Zero-filled pieces beyond N, K and for padding routes. Shared memory written by cp.async is
+// read by wgmma through the async proxy: each writing thread fences (fence.proxy.async) before
+// the barrier that publishes it. A slot is refilled only after wgmma.wait_group shows the
+// products that read it retired, in both warpgroups (a barrier after the wait).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
 // 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: acc (* a_scale) *
@@ -44,21 +46,20 @@ constexpr int kWgmmaRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
 constexpr int kWgmmaBK = 128;    // bytes of activation row per chunk: one 128-byte swizzle row
 
 // Bytes per ring slot: the weight tile (W8A8: swizzled int8 rows of 128; W8A16: staged int8 rows
-// of 64, widened elsewhere) and the activation tile (BN swizzled rows of 128 bytes).
+// of 64, widened in registers) and the activation tile (BN swizzled rows of 128 bytes).
 template <typename AT, int BN>
 constexpr int wgmma_stage_bytes() {
   return kWgmmaRows * (sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2) + BN * kWgmmaBK;
 }
-// 3 slots (2 CTAs per SM up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
-template <int BN>
+// W8A8: 3 slots (2 CTAs per SM up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
+// W8A16 (24 KB slots at BN = 128): 4, still 2 CTAs per SM.
+template <typename AT, int BN>
 constexpr int wgmma_stages() {
-  return BN == 256 ? 4 : 3;
+  return BN == 256 || sizeof(AT) == 2 ? 4 : 3;
 }
 template <typename AT, int BN>
 constexpr int wgmma_smem_bytes() {
-  // W8A16 adds two widened weight tiles (128 rows x 128 bytes); + slack for 1024-byte alignment.
-  return wgmma_stages<BN>() * wgmma_stage_bytes<AT, BN>() +
-         (sizeof(AT) == 1 ? 0 : 2 * kWgmmaRows * kWgmmaBK) + 1024;
+  return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN>() + 1024;  // + 1024-byte alignment
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -104,26 +105,32 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// W8A16: the staged int8 weight tile (128 rows of 64 bytes) widened into the swizzled 16-bit
-// tile wgmma reads (128 rows of 128 bytes). Thread t: 32 int8 of row t / 2 (half t % 2), so each
-// warpgroup widens its own 64 rows.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_operands(uint32_t (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// W8A16 staged weight rows: 64 bytes each, 16-byte piece s of row r at piece s ^ ((r / 2) % 4),
+// so that a warp's fragment loads (8 rows x 2 words) hit 16 distinct banks.
+__device__ __forceinline__ int wgmma_staged_offset(int row, int piece) {
+  return row * (kWgmmaBK / 2) + ((piece ^ ((row >> 1) & 3)) * 16);
+}
+
+// W8A16: the A fragment of k16 step s (mma.m16n8k16's layout: thread (grp, q) holds k = 2q, 2q + 1
+// in a[0] (row grp) and a[1] (row grp + 8), k = 2q + 8, 2q + 9 in a[2] and a[3]), loaded from the
+// staged int8 rows and widened (exact). The bytes are half q % 2 of words q / 2 and q / 2 + 2 of
+// piece s; lanes q and q ^ 1 read the same words (a broadcast). row: this thread's first row.
 template <typename T>
-__device__ __forceinline__ void wgmma_widen_weights(const unsigned char* staged,
-                                                    unsigned char* wide, int tid) {
-  const int row = tid / 2, half = tid % 2;
-  const unsigned char* src = staged + row * (kWgmmaBK / 2) + half * 32;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const uint4 v = *reinterpret_cast<const uint4*>(src + h * 16);
-#pragma unroll
-    for (int w = 0; w < 2; ++w) {  // 8 int8 -> one 16-byte piece
-      const uint32_t lo = word(v, 2 * w), hi = word(v, 2 * w + 1);
-      const uint4 out = make_uint4(widen_pair<T>(lo, 0), widen_pair<T>(lo, 1),
-                                   widen_pair<T>(hi, 0), widen_pair<T>(hi, 1));
-      const int piece = half * 4 + h * 2 + w;
-      *reinterpret_cast<uint4*>(wide + row * kWgmmaBK + ((piece ^ (row % 8)) * 16)) = out;
-    }
-  }
+__device__ __forceinline__ void wgmma_weight_fragment(const unsigned char* staged, int row, int q,
+                                                      int s, uint32_t (&a)[4]) {
+  const unsigned char* p = staged + wgmma_staged_offset(row, s) + (q / 2) * 4;
+  const int row8 = 8 * (kWgmmaBK / 2);  // row + 8: the same swizzle
+  const int half = q % 2;
+  a[0] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p), half);
+  a[1] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + row8), half);
+  a[2] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + 8), half);
+  a[3] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + row8 + 8), half);
 }
 
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
@@ -133,7 +140,7 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
-  constexpr int STAGES = wgmma_stages<BN>();
+  constexpr int STAGES = wgmma_stages<AT, BN>();
   constexpr int STAGE_BYTES = wgmma_stage_bytes<AT, BN>();
   constexpr int W_ROW = INT8 ? kWgmmaBK : kWgmmaBK / 2;  // weight bytes per row per chunk
   constexpr int A_BYTES = kWgmmaRows * W_ROW;             // the weight part of a slot
@@ -180,7 +187,8 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
   // Swizzled destination of this thread's pieces: the row's low 3 bits are fixed across i
   // (rows step by a multiple of 8).
   auto swz = [](int row, int piece) { return row * kWgmmaBK + ((piece ^ (row % 8)) * 16); };
-  const uint32_t w_off = INT8 ? swz(tid / PIECES, wpiece) : (tid / W_PIECES) * W_ROW + wpiece * 16;
+  const uint32_t w_off =
+      INT8 ? swz(tid / PIECES, wpiece) : wgmma_staged_offset(tid / W_PIECES, wpiece);
   const uint32_t b_off = A_BYTES + swz(tid / PIECES, bpiece);
   auto load_chunk = [&](int slot, int64_t chunk) {
     const uint32_t base = smem + slot * STAGE_BYTES;
@@ -199,58 +207,60 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
                   ok ? static_cast<const void*>(bsrc[i] + chunk * KC) : g.a, ok);
     }
   };
-  // W8A16: the two widened weight tiles after the ring.
-  const uint32_t wide0 = smem + STAGES * STAGE_BYTES;
   Acc acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
   const int64_t chunks = (g.K + KC - 1) / KC;
-  // Loads run STAGES - 1 chunks ahead: iteration c refills the slot of chunk c - 1 once its
-  // products have retired in both warpgroups, while chunk c's products run.
+  // Loads run STAGES - 1 chunks ahead.
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < chunks) load_chunk(s, s);
     cp_async_commit();
   }
+  const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
   for (int64_t c = 0; c < chunks; ++c) {
     const int slot = static_cast<int>(c % STAGES);
     cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
     fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
     __syncthreads();              // ... for every thread
     const uint32_t base = smem + slot * STAGE_BYTES;
-    uint32_t wtile = base;
-    if constexpr (!INT8) {
-      // Widened tile c % 2 was last read by chunk c - 2's products, retired in iteration c - 1.
-      const unsigned char* staged = wgmma_smem_raw + (base - raw);
-      unsigned char* wide = wgmma_smem_raw + (wide0 - raw) + (c % 2) * kWgmmaRows * kWgmmaBK;
-      wgmma_widen_weights<T>(staged, wide, tid);
-      fence_proxy_async_shared();
-      // Each warpgroup widened its own 64 rows: a barrier of its 128 threads (ids 1 and 2; 0 is
-      // __syncthreads) publishes them to its products.
-      if (wg == 0)
-        asm volatile("bar.sync 1, 128;\n" ::: "memory");
-      else
-        asm volatile("bar.sync 2, 128;\n" ::: "memory");
-      wtile = wide0 + static_cast<uint32_t>(c % 2) * kWgmmaRows * kWgmmaBK;
-    }
-    const uint64_t da = wgmma_desc_sw128(wtile + wg * 64 * kWgmmaBK);
     const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-    wgmma_fence();
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {  // k32 (int8) or k16 (16-bit) steps: +32 bytes = +2 in the desc
-      if constexpr (INT8)
-        wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);
-      else
-        wgmma_f16<T, BN>(acc, da + 2 * k, db + 2 * k);
-    }
-    wgmma_commit();
-    wgmma_fence_operands(acc);
-    wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
-    wgmma_fence_operands(acc);
-    __syncthreads();  // ... and in the other: its slot (and widened tile) is free
     const int64_t next = c + STAGES - 1;
-    if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
-    cp_async_commit();
+    if constexpr (INT8) {
+      // Iteration c refills the slot of chunk c - 1 once its products have retired in both
+      // warpgroups, while chunk c's products run.
+      const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
+      wgmma_fence();
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
+      wgmma_commit();
+      wgmma_fence_operands(acc);
+      wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
+      wgmma_fence_operands(acc);
+      __syncthreads();  // ... and in the other: its slot is free
+      if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+      cp_async_commit();
+    } else {
+      // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
+      // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
+      // while this one builds its next fragments.
+      if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+      cp_async_commit();
+      const unsigned char* staged = wgmma_smem_raw + (base - raw);
+      uint32_t a[4][4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(staged, frag_row, q, k, a[k]);
+      wgmma_fence();
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+      wgmma_commit();
+      wgmma_fence_operands(acc);
+      wgmma_wait<0>();
+      wgmma_fence_operands(acc);
+      // The products read a[] asynchronously: keep those registers untouched until now.
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
+    }
   }
   wgmma_fence_operands(acc);
   wgmma_wait<0>();

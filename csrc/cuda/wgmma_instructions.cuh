@@ -1,8 +1,9 @@
-// wgmma.mma_async with A and B from shared memory (K-major descriptors) and the accumulators
-// in registers, d[N / 2] per thread (sm_90a): m64nNk32 s32 += s8 x s8 (W8A8) and m64nNk16 f32 +=
-// bf16 x bf16 / f16 x f16 (W8A16; no transpose, scales +1). The instruction names every
-// accumulator register, so the operand lists are spelled out once per accumulator count R below
-// and shared by every instruction of that N.
+// wgmma.mma_async with the accumulators in registers, d[N / 2] per thread (sm_90a): m64nNk32
+// s32 += s8 x s8 with A and B from shared memory (K-major descriptors; W8A8), and m64nNk16 f32 +=
+// bf16 x bf16 / f16 x f16 with A from registers and B from shared memory (W8A16: the int8 weights
+// are widened in registers; no transpose, scales +1). The instruction names every accumulator
+// register, so the operand lists are spelled out once per accumulator count R below and shared
+// by every instruction of that N.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -25,6 +26,8 @@
   C(d[24]), C(d[25]), C(d[26]), C(d[27]), C(d[28]), C(d[29]), C(d[30]), C(d[31])
 #define INT8_MOE_WGMMA_DESC_32 "%32, %33"
 #define INT8_MOE_WGMMA_PRED_32 "%34"
+#define INT8_MOE_WGMMA_RS_OPERANDS_32 "{%32, %33, %34, %35}, %36"
+#define INT8_MOE_WGMMA_RS_PRED_32 "%37"
 
 #define INT8_MOE_WGMMA_REGS_64 \
   INT8_MOE_WGMMA_REGS_32 ", " \
@@ -39,6 +42,8 @@
   C(d[56]), C(d[57]), C(d[58]), C(d[59]), C(d[60]), C(d[61]), C(d[62]), C(d[63])
 #define INT8_MOE_WGMMA_DESC_64 "%64, %65"
 #define INT8_MOE_WGMMA_PRED_64 "%66"
+#define INT8_MOE_WGMMA_RS_OPERANDS_64 "{%64, %65, %66, %67}, %68"
+#define INT8_MOE_WGMMA_RS_PRED_64 "%69"
 
 #define INT8_MOE_WGMMA_REGS_128 \
   INT8_MOE_WGMMA_REGS_64 ", " \
@@ -60,9 +65,8 @@
   C(d[120]), C(d[121]), C(d[122]), C(d[123]), C(d[124]), C(d[125]), C(d[126]), C(d[127])
 #define INT8_MOE_WGMMA_DESC_128 "%128, %129"
 #define INT8_MOE_WGMMA_PRED_128 "%130"
-
-// The 16-bit forms' immediates after the predicate: scale-a and scale-b +1, neither transposed.
-#define INT8_MOE_WGMMA_F16_TAIL ", 1, 1, 0, 0"
+#define INT8_MOE_WGMMA_RS_OPERANDS_128 "{%128, %129, %130, %131}, %132"
+#define INT8_MOE_WGMMA_RS_PRED_128 "%133"
 
 // One wgmma with R accumulators: INSTR the instruction, SUFFIX what follows the predicate.
 #define INT8_MOE_WGMMA(INSTR, R, SUFFIX, C)                                               \
@@ -72,12 +76,35 @@
                : INT8_MOE_WGMMA_ACC_##R(C)                                                \
                : "l"(desc_a), "l"(desc_b), "r"(1))
 
+// The same with A's four registers (a[4]) instead of its descriptor; the immediates after the
+// predicate: scale-a and scale-b +1, B not transposed.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define INT8_MOE_WGMMA_RS(INSTR, R)                                                           \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " INT8_MOE_WGMMA_RS_PRED_##R ", 0;\n" INSTR \
+               " {" INT8_MOE_WGMMA_REGS_##R "}, " INT8_MOE_WGMMA_RS_OPERANDS_##R              \
+               ", p, 1, 1, 0;\n}\n"                                                          \
+               : INT8_MOE_WGMMA_ACC_##R("+f")                                                 \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
+#else
+#define INT8_MOE_WGMMA_RS(INSTR, R)
+#endif
+
+// wgmma_f16_rs<TYPE, N> (R = N / 2 accumulators) for the PTX type name PTX.
+#define INT8_MOE_DEFINE_WGMMA_F16_RS(TYPE, PTX, N, R)                                  \
+  template <>                                                                          \
+  __device__ __forceinline__ void wgmma_f16_rs<TYPE, N>(                               \
+      float(&d)[R], const uint32_t(&a)[4], uint64_t desc_b) {                          \
+    INT8_MOE_WGMMA_RS("wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX "." PTX, R); \
+  }
+
 namespace int8_moe {
 
 template <int N>
 __device__ __forceinline__ void wgmma_s8(int (&d)[N / 2], uint64_t desc_a, uint64_t desc_b);
+// d += A (registers: mma.m16n8k16's A fragment per warp, warp w of the warpgroup rows 16w..) x B.
 template <typename T, int N>
-__device__ __forceinline__ void wgmma_f16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b);
+__device__ __forceinline__ void wgmma_f16_rs(float (&d)[N / 2], const uint32_t (&a)[4],
+                                             uint64_t desc_b);
 
 template <>
 __device__ __forceinline__ void wgmma_s8<64>(int (&d)[32], uint64_t desc_a, uint64_t desc_b) {
@@ -100,58 +127,11 @@ __device__ __forceinline__ void wgmma_s8<256>(int (&d)[128], uint64_t desc_a, ui
 #endif
 }
 
-template <>
-__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 64>(float (&d)[32], uint64_t desc_a,
-                                                             uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16", 32,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
-
-template <>
-__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 128>(float (&d)[64], uint64_t desc_a,
-                                                              uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", 64,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
-
-template <>
-__device__ __forceinline__ void wgmma_f16<__nv_bfloat16, 256>(float (&d)[128], uint64_t desc_a,
-                                                              uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16", 128,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
-
-template <>
-__device__ __forceinline__ void wgmma_f16<__half, 64>(float (&d)[32], uint64_t desc_a,
-                                                      uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16", 32,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
-
-template <>
-__device__ __forceinline__ void wgmma_f16<__half, 128>(float (&d)[64], uint64_t desc_a,
-                                                       uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16", 64,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
-
-template <>
-__device__ __forceinline__ void wgmma_f16<__half, 256>(float (&d)[128], uint64_t desc_a,
-                                                       uint64_t desc_b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  INT8_MOE_WGMMA("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16", 128,
-                 INT8_MOE_WGMMA_F16_TAIL, "+f");
-#endif
-}
+INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 64, 32)
+INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 128, 64)
+INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 256, 128)
+INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 64, 32)
+INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 128, 64)
+INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 256, 128)
 
 }  // namespace int8_moe
