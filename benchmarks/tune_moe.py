@@ -42,8 +42,8 @@ def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[s
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
     if wgmma_ok and per_expert > 8:  # W8A8's automatic choice takes wgmma from 9 per expert
-        for bn in ("64", "128", "256"):
-            v[f"wgmma/{bn}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn)
+        for bn, wg in (("64", "2"), ("64", "4"), ("128", "2"), ("128", "4"), ("256", "2")):
+            v[f"wgmma/{bn}x{wg}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn, WGMMA_WG=wg)
     return v
 
 

@@ -127,16 +127,20 @@ def test_w8a8_forced_families(monkeypatch, path, M, dtype, activation):
     check(case, dtype, act_quant="per_token", activation=activation)
 
 
-# Every wgmma route tile forced on the same inputs (300 tokens: 75 routes per expert, so 64-route
-# tiles take two blocks per expert and 256-route tiles one, mostly padding).
-@pytest.mark.parametrize("bn", ["64", "128", "256"])
+# Every wgmma route tile x warpgroups per CTA forced on the same inputs (300 tokens: 75 routes
+# per expert, so 64-route tiles take two blocks per expert and 256-route tiles one, mostly
+# padding). 4 warpgroups cover 256 weight rows: GEMM1's 176 intermediate columns are one full
+# and one partial tile, GEMM2's 208 rows one partial tile.
+@pytest.mark.parametrize("bn, wg", [("64", "2"), ("64", "4"), ("128", "2"), ("128", "4"),
+                                    ("256", "auto")])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
-def test_wgmma_forced_block_routes(monkeypatch, bn, act_quant, activation):
+def test_wgmma_forced_block_routes(monkeypatch, bn, wg, act_quant, activation):
     if not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
     monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
     case = make_case(300, 208, 176, 12, 3, device="cuda", bias=True, seed=41, n_used_experts=9)
     check(case, act_quant=act_quant, activation=activation)
 
@@ -147,6 +151,10 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
     if wgmma_expected():
         monkeypatch.setenv("INT8_MOE_WGMMA_BN", "96")
         with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_BN must be auto, 64, 128 or 256"):
+            ops.fused_moe(*case.args(), act_quant="per_token")
+        monkeypatch.setenv("INT8_MOE_WGMMA_BN", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_WG", "3")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_WG must be auto, 2 or 4"):
             ops.fused_moe(*case.args(), act_quant="per_token")
     else:
         with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):

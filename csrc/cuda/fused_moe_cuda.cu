@@ -161,6 +161,14 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
   return forced > 0 ? forced : wgmma_block_n(per_expert, p.H, p.I, p.per_token);
 }
 
+// Warpgroups per CTA of the wgmma kernel: wgmma_warpgroups(); INT8_MOE_WGMMA_WG = 2 | 4 forces
+// it where it exists (4: up to 128 routes per tile), for tuning.
+int wgmma_cta_warpgroups(int BN, bool int8_act) {
+  const int forced = choice_knob("INT8_MOE_WGMMA_WG", {2, 4});
+  if (forced == 2 || (forced == 4 && BN <= 128)) return forced;
+  return wgmma_warpgroups(BN, int8_act);
+}
+
 // L2 bytes the CTAs of one decode GEMM may ask for before their PDL wait, all together: well
 // inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
 constexpr int64_t kDecodePrefetchMb = 16;
@@ -343,7 +351,8 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
+    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(
+        g, max_blocks, BM, wgmma_cta_warpgroups(BM, true), stream);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -419,9 +428,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream);
       } else if (path == GemmPath::kWgmma) {
-        const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, stream);
+        const int wg = wgmma_cta_warpgroups(BM, false);
+        const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream);
         C10_CUDA_CHECK(e1);
-        const cudaError_t e2 = launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, stream);
+        const cudaError_t e2 = launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream);
         C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)

@@ -243,16 +243,17 @@ inline int tiled_block_n(int64_t per_expert) {
   return per_expert <= 32 ? 32 : (per_expert <= 64 ? 64 : 128);
 }
 
-// Launches a kernel whose CTAs each cover one route block x 128 weight rows (GATED: 64 gate and
-// 64 up rows), over max_blocks x the weight tiles, with `smem` bytes of dynamic shared memory.
-// Above 48 KB that needs an opt-in (per function, not a stream operation).
+// Launches a kernel whose CTAs each cover one route block x `rows` weight rows (GATED: rows / 2
+// gate and rows / 2 up rows), over max_blocks x the weight tiles, with `smem` bytes of dynamic
+// shared memory. Above 48 KB that needs an opt-in (per function, not a stream operation).
 template <bool GATED>
 cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs), const MoeGemmArgs& g,
-                             int64_t max_blocks, int threads, int smem, cudaStream_t stream) {
+                             int64_t max_blocks, int threads, int smem, cudaStream_t stream,
+                             int rows = kTiledRows) {
   const cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, kTiledRows / 2) : ceil_div(g.N, kTiledRows);
+  const int64_t n_tiles = GATED ? ceil_div(g.N / 2, rows / 2) : ceil_div(g.N, rows);
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
   kernel<<<grid, threads, smem, stream>>>(g);
   return cudaGetLastError();

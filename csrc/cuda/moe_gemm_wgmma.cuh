@@ -8,10 +8,11 @@
 // warpgroup), the expert's sorted routes its N side (B, BN per CTA), both K-major as they lie in
 // memory (weights [E, N, K], activations [rows, K]); 8-bit operands take no other layout.
 //
-// CTA: 2 warpgroups (256 threads) over 128 weight rows x BN routes of one expert. K goes in
-// chunks of 128 bytes of activation row (128 int8 or 64 bf16) through a cp.async ring of
-// wgmma_stages<BN>() slots, small enough for 2 CTAs per SM up to BN = 128 (one CTA's epilogue and
-// prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
+// CTA: WG warpgroups (128 WG threads) over 64 WG weight rows x BN routes of one expert: 2 (128
+// rows) or 4 (256 rows, up to BN = 128: each activation byte brought from L2 feeds twice the
+// products, wgmma_warpgroups()). K goes in chunks of 128 bytes of activation row (128 int8 or 64
+// bf16) through a cp.async ring of wgmma_stages() slots; with 2 warpgroups small enough for 2
+// CTAs per SM up to BN = 128 (one CTA's epilogue and prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
 // 128-byte swizzle wgmma expects (16-byte piece c of row r at piece c ^ (r % 8); 8-row groups
 // 1024 bytes apart); each k step advances the descriptors' start address by 32 bytes inside the
 // swizzle atom. W8A8: cp.async writes both operands swizzled; wgmma reads both from shared
@@ -41,25 +42,24 @@
 
 namespace int8_moe {
 
-constexpr int kWgmmaThreads = 256;
-constexpr int kWgmmaRows = 128;  // weight rows per CTA (GATED: 64 gate + 64 up)
-constexpr int kWgmmaBK = 128;    // bytes of activation row per chunk: one 128-byte swizzle row
+constexpr int kWgmmaBK = 128;  // bytes of activation row per chunk: one 128-byte swizzle row
 
 // Bytes per ring slot: the weight tile (W8A8: swizzled int8 rows of 128; W8A16: staged int8 rows
 // of 64, widened in registers) and the activation tile (BN swizzled rows of 128 bytes).
-template <typename AT, int BN>
+template <typename AT, int BN, int WG>
 constexpr int wgmma_stage_bytes() {
-  return kWgmmaRows * (sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2) + BN * kWgmmaBK;
+  return 64 * WG * (sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2) + BN * kWgmmaBK;
 }
-// W8A8: 3 slots (2 CTAs per SM up to BN = 128); 4 for BN = 256 (one CTA per SM anyway).
-// W8A16 (24 KB slots at BN = 128): 4, still 2 CTAs per SM.
-template <typename AT, int BN>
+// W8A16: 4 slots (2 warpgroups: 24 KB slots at BN = 128, still 2 CTAs per SM). W8A8: 3 (2 CTAs
+// per SM up to BN = 128 with 2 warpgroups; 48 KB slots with 4), 4 for BN = 256 (one CTA per SM
+// anyway).
+template <typename AT, int BN, int WG>
 constexpr int wgmma_stages() {
-  return BN == 256 || sizeof(AT) == 2 ? 4 : 3;
+  return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
 }
-template <typename AT, int BN>
+template <typename AT, int BN, int WG>
 constexpr int wgmma_smem_bytes() {
-  return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN>() + 1024;  // + 1024-byte alignment
+  return wgmma_stages<AT, BN, WG>() * wgmma_stage_bytes<AT, BN, WG>() + 1024;  // + alignment
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -135,21 +135,24 @@ __device__ __forceinline__ void wgmma_weight_fragment(const unsigned char* stage
 
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
 // a_scale per row) or T (W8A16).
-template <typename T, typename AT, int BN, bool GATED>
-__global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+template <typename T, typename AT, int BN, bool GATED, int WG>
+__global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
-  constexpr int STAGES = wgmma_stages<AT, BN>();
-  constexpr int STAGE_BYTES = wgmma_stage_bytes<AT, BN>();
+  constexpr int THREADS = 128 * WG;
+  constexpr int ROWS = 64 * WG;  // weight rows per CTA (GATED: half gate, half up)
+  constexpr int STAGES = wgmma_stages<AT, BN, WG>();
+  constexpr int STAGE_BYTES = wgmma_stage_bytes<AT, BN, WG>();
   constexpr int W_ROW = INT8 ? kWgmmaBK : kWgmmaBK / 2;  // weight bytes per row per chunk
-  constexpr int A_BYTES = kWgmmaRows * W_ROW;             // the weight part of a slot
+  constexpr int A_BYTES = ROWS * W_ROW;             // the weight part of a slot
   constexpr int KC = kWgmmaBK / static_cast<int>(sizeof(AT));  // K elements per chunk
   constexpr int PIECES = kWgmmaBK / 16;                        // 16-byte pieces per 128 bytes
   constexpr int W_PIECES = W_ROW / 16;
-  constexpr int A_PER_THREAD = kWgmmaRows * W_PIECES / kWgmmaThreads;  // 4 (W8A8) or 2
-  constexpr int B_PER_THREAD = BN * PIECES / kWgmmaThreads;            // BN / 32
-  static_assert(BN % 32 == 0 && BN <= 256, "BN: a multiple of 32, at most 256");
+  constexpr int A_PER_THREAD = ROWS * W_PIECES / THREADS;  // 4 (W8A8) or 2
+  constexpr int B_PER_THREAD = BN * PIECES / THREADS;            // BN / (16 WG)
+  static_assert((WG == 2 || WG == 4) && BN % (16 * WG) == 0 && BN <= 256 / (WG / 2),
+                "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
   const int e = g.block_expert[blockIdx.x];
@@ -159,33 +162,34 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
   const int grp = lane / 4, q = lane % 4;
   const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BN;
   const int64_t inter = g.N / 2;
-  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kWgmmaRows / 2 : kWgmmaRows);
+  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? ROWS / 2 : ROWS);
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
 
   auto weight_row = [&](int r) { return row_tile_weight_row<GATED>(g, tile0, inter, r); };
 
-  // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (256 / W_PIECES) i; activation
-  // piece tid % 8 of rows tid / 8 + 32 i. (K % 16 == 0: a piece is all valid or none.)
+  // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (128 WG / W_PIECES) i;
+  // activation piece tid % 8 of rows tid / 8 + 16 WG i. (K % 16 == 0: a piece is all valid or
+  // none.)
   const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
-    const int64_t row = weight_row(tid / W_PIECES + (kWgmmaThreads / W_PIECES) * i);
+    const int64_t row = weight_row(tid / W_PIECES + (THREADS / W_PIECES) * i);
     wsrc[i] = row < 0 ? nullptr : W + row * g.K + wpiece * 16;
   }
   const AT* bsrc[B_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < B_PER_THREAD; ++i) {
-    const int64_t p = pos0 + tid / PIECES + (kWgmmaThreads / PIECES) * i;
+    const int64_t p = pos0 + tid / PIECES + (THREADS / PIECES) * i;
     const int32_t route = g.sorted_routes[p];
     bsrc[i] = route < 0 ? nullptr
                         : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * (KC / 8);
   }
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
   const uint32_t smem = (raw + 1023u) & ~1023u;
-  // Swizzled destination of this thread's pieces: the row's low 3 bits are fixed across i
-  // (rows step by a multiple of 8).
+  // Swizzled destination of this thread's pieces: the row's low 3 bits (W8A16 weights: bits 1-2)
+  // are fixed across i (rows step by a multiple of 32).
   auto swz = [](int row, int piece) { return row * kWgmmaBK + ((piece ^ (row % 8)) * 16); };
   const uint32_t w_off =
       INT8 ? swz(tid / PIECES, wpiece) : wgmma_staged_offset(tid / W_PIECES, wpiece);
@@ -196,14 +200,14 @@ __global__ void __launch_bounds__(kWgmmaThreads) moe_gemm_wgmma_kernel(MoeGemmAr
 #pragma unroll
     for (int i = 0; i < A_PER_THREAD; ++i) {
       const bool ok = kw < g.K && wsrc[i] != nullptr;
-      cp_async_16(base + w_off + i * (kWgmmaThreads / W_PIECES) * W_ROW,
+      cp_async_16(base + w_off + i * (THREADS / W_PIECES) * W_ROW,
                   ok ? wsrc[i] + chunk * KC : g.w, ok);
     }
     const int64_t kb = chunk * KC + bpiece * (KC / 8);
 #pragma unroll
     for (int i = 0; i < B_PER_THREAD; ++i) {
       const bool ok = kb < g.K && bsrc[i] != nullptr;
-      cp_async_16(base + b_off + i * (kWgmmaThreads / PIECES) * kWgmmaBK,
+      cp_async_16(base + b_off + i * (THREADS / PIECES) * kWgmmaBK,
                   ok ? static_cast<const void*>(bsrc[i] + chunk * KC) : g.a, ok);
     }
   };
@@ -300,21 +304,29 @@ inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I, bool int8_act
   return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
-template <typename T, typename AT, int BN, bool GATED>
+// Warpgroups per CTA (2: 128 weight rows, 4: 256) for BN routes per tile. EXPERIMENT: 4 wherever
+// it exists (BN <= 128), to be measured against 2 (INT8_MOE_WGMMA_WG).
+inline int wgmma_warpgroups(int BN, bool int8_act) {
+  (void)int8_act;
+  return BN <= 128 ? 4 : 2;
+}
+
+template <typename T, typename AT, int BN, bool GATED, int WG>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  static_assert(kWgmmaRows == kTiledRows, "launch_row_tiles covers 128 weight rows per CTA");
-  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED>, g, max_blocks,
-                                 kWgmmaThreads, wgmma_smem_bytes<AT, BN>(), stream);
+  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG>, g, max_blocks,
+                                 128 * WG, wgmma_smem_bytes<AT, BN, WG>(), stream, 64 * WG);
 }
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
-// the routing must be aligned to the same BN.
+// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 only up to BN = 128).
 template <typename T, typename AT, bool GATED>
-cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN,
+cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
                               cudaStream_t stream) {
-  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED>(g, max_blocks, stream);
-  if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED>(g, max_blocks, stream);
-  return launch_wgmma_gemm_bn<T, AT, 256, GATED>(g, max_blocks, stream);
+  if (wg == 4 && BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 4>(g, max_blocks, stream);
+  if (wg == 4) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
+  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
+  if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2>(g, max_blocks, stream);
+  return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2>(g, max_blocks, stream);
 }
 
 }  // namespace int8_moe
