@@ -36,8 +36,7 @@ def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[s
     v = {}
     if per_expert <= 64:
         for bm in ("8", "16", "32"):
-            for mt in ("1", "2"):
-                v[f"decode/{bm}x{mt}"] = dict(GEMM_PATH="decode", DECODE_BM=bm, DECODE_MT=mt)
+            v[f"decode/{bm}"] = dict(GEMM_PATH="decode", DECODE_BM=bm)
     v["tiled"] = dict(GEMM_PATH="tiled")
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")

@@ -226,15 +226,15 @@ int64_t decode_prefetch_row_bytes(const MoeGemmArgs& g, int64_t busy_ctas, int m
   return std::min(g.K, chain.prefetch_bytes / (busy_ctas * 16 * mt) / 16 * 16);
 }
 
-// 16-row MMA tiles per decode CTA (2 exists for 8, 16 and 32 routes per block, with 2 weight
-// chunks in flight per warp whatever INT8_MOE_DECODE_AHEAD says: decode_ahead; at 32 only through
-// the knob): 2 for W8A16 at 16 routes per block, where each CTA otherwise reads twice as many
-// activation bytes (bf16) as weight bytes (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2
-// measured 3-8% slower at 8 routes per block, and no faster for W8A8, whose activations are int8;
-// benchmarks/NOTES.md, variant 13).
+// 16-row MMA tiles per decode CTA (2 exists for 8 and 16 routes per block, with 2 weight chunks
+// in flight per warp whatever INT8_MOE_DECODE_AHEAD says: decode_ahead): 2 for W8A16 at 16
+// routes per block, where each CTA otherwise reads twice as many activation bytes (bf16) as
+// weight bytes (Mixtral-8x7B M = 64: 0.82 -> 0.74 ms); 1 elsewhere (2 measured 3-8% slower at
+// 8 routes per block, and no faster for W8A8, whose activations are int8; benchmarks/NOTES.md,
+// variant 13).
 int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
-  if (chain.mt_knob != 0) return chain.mt_knob;
   if (BM > 16) return 1;
+  if (chain.mt_knob != 0) return chain.mt_knob;
   return BM == 16 && !int8_act ? 2 : 1;
 }
 

@@ -358,7 +358,7 @@ int decode_ahead(int64_t K, int BM, int mt, double busy_per_sm, int ahead_knob) 
 }
 
 // AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). mt: MMA tiles per CTA
-// (2 exists with 2 chunks in flight). pdl: launch with
+// (2 exists with 2 chunks in flight and 8 or 16 routes per block). pdl: launch with
 // programmatic stream serialization (pdl.cuh).
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
@@ -370,7 +370,6 @@ cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM,
   };
   if (mt == 2 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 2, 2>);
   if (mt == 2 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 2, 2>);
-  if (mt == 2 && BM == 32) return go(&moe_gemm_decode_kernel<T, AT, 4, GATED, 2, 2>);
   if (ahead == 4 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 4>);
   if constexpr (!GATED) {
     if (ahead == 4 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 4>);
