@@ -30,9 +30,12 @@ from common import device_name  # noqa: E402
 MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 
 
-def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[str, dict]:
+def variants_for(
+    per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool, w8a16: bool
+) -> dict[str, dict]:
     """Label -> INT8_MOE_* knobs. Forcing decode far above its design point only wastes time
-    (it re-streams the weights once per block of routes)."""
+    (it re-streams the weights once per block of routes). wgmma labels are routes per tile x
+    warpgroups per CTA (4 exists for W8A8 at 128 routes per tile)."""
     v = {}
     if per_expert <= 64:
         for bm in ("8", "16", "32"):
@@ -41,7 +44,8 @@ def variants_for(per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool) -> dict[s
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
     if wgmma_ok and per_expert > 8:  # W8A8's automatic choice takes wgmma from 9 per expert
-        for bn, wg in (("64", "2"), ("64", "4"), ("128", "2"), ("128", "4"), ("256", "2")):
+        tiles = [("64", "2"), ("128", "2")] + ([] if w8a16 else [("128", "4")]) + [("256", "2")]
+        for bn, wg in tiles:
             v[f"wgmma/{bn}x{wg}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn, WGMMA_WG=wg)
     return v
 
@@ -65,7 +69,7 @@ def time_case(
     # capability 9.0.
     w8a16 = act_quant == "none"
     wgmma_ok = torch.cuda.get_device_capability() == (9, 0)
-    for label, env in variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok).items():
+    for label, env in variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok, w8a16).items():
         with knobs(**env):
             forced[label] = timed(run, graph=True)
     return auto_ms, forced

@@ -129,10 +129,9 @@ def test_w8a8_forced_families(monkeypatch, path, M, dtype, activation):
 
 # Every wgmma route tile x warpgroups per CTA forced on the same inputs (300 tokens: 75 routes
 # per expert, so 64-route tiles take two blocks per expert and 256-route tiles one, mostly
-# padding). 4 warpgroups cover 256 weight rows: GEMM1's 176 intermediate columns are one full
-# and one partial tile, GEMM2's 208 rows one partial tile.
-@pytest.mark.parametrize("bn, wg", [("64", "2"), ("64", "4"), ("128", "2"), ("128", "4"),
-                                    ("256", "auto")])
+# padding). 4 warpgroups (W8A8 at 128 routes; W8A16 keeps 2) cover 256 weight rows: GEMM1's 176
+# intermediate columns are one full and one partial tile, GEMM2's 208 rows one partial tile.
+@pytest.mark.parametrize("bn, wg", [("64", "auto"), ("128", "2"), ("128", "4"), ("256", "auto")])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_wgmma_forced_block_routes(monkeypatch, bn, wg, act_quant, activation):

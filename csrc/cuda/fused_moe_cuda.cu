@@ -162,11 +162,11 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
 }
 
 // Warpgroups per CTA of the wgmma kernel: wgmma_warpgroups(); INT8_MOE_WGMMA_WG = 2 | 4 forces
-// it where it exists (4: up to 128 routes per tile), for tuning.
-int wgmma_cta_warpgroups(int BN, bool int8_act) {
+// it where 4 exists (W8A8 at 128 routes per tile), for tuning.
+int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_WG", {2, 4});
-  if (forced == 2 || (forced == 4 && BN <= 128)) return forced;
-  return wgmma_warpgroups(BN, int8_act);
+  if (forced > 0 && int8_act && BN == 128) return forced;
+  return wgmma_warpgroups(BN, per_expert, int8_act);
 }
 
 // L2 bytes the CTAs of one decode GEMM may ask for before their PDL wait, all together: well
@@ -265,9 +265,9 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
   if (int8_act && wgmma_ok && per_expert > 8) return GemmPath::kWgmma;
   if (per_expert <= 16) return GemmPath::kDecode;
   if (int8_act) return GemmPath::kTiled;
-  // W8A16 on wgmma up to kWgmmaMaxPerExpert routes per expert (0.70x the tiled kernel's time at
-  // 64 per expert, 0.68-0.71x the widen + grouped_mm path's at 256); above, torch's grouped GEMM
-  // on widened weights wins for bf16 (0.82x at 1024 per expert; variant 10).
+  // W8A16 on wgmma up to kWgmmaMaxPerExpert routes per expert (0.78x the tiled kernel's time at
+  // 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped GEMM
+  // on widened weights wins for bf16 (0.85-0.88x at 1024 per expert; variants 10 and 16).
   if (wgmma_ok && (per_expert <= kWgmmaMaxPerExpert || !grouped_mm_ok)) return GemmPath::kWgmma;
   if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
   return GemmPath::kTiled;
@@ -341,9 +341,10 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
 }
 
 // One W8A8 expert GEMM (int8 activations in g.a) on the kernel family `path`; simt_tiles: the
-// SIMT kernel's grid height. The kernel before it quantized its activations (not align).
+// SIMT kernel's grid height; wg: the wgmma kernel's warpgroups per CTA. The kernel before it
+// quantized its activations (not align).
 template <typename T, bool GATED>
-void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
+void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, int wg,
                int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream) {
   if (path == GemmPath::kDecode) {
     gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream);
@@ -351,8 +352,7 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM,
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(
-        g, max_blocks, BM, wgmma_cta_warpgroups(BM, true), stream);
+    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -380,6 +380,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
+  const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
   // The decode chain launches every kernel after align with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
@@ -428,7 +429,6 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream);
       } else if (path == GemmPath::kWgmma) {
-        const int wg = wgmma_cta_warpgroups(BM, false);
         const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream);
         C10_CUDA_CHECK(e1);
         const cudaError_t e2 = launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream);
@@ -455,13 +455,13 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
-    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, ceil_div(p.I, 32), chain, stream);
+    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, ceil_div(p.I, 32), chain, stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,
                              stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, ceil_div(p.H, kSimtRows), chain, stream);
+    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, ceil_div(p.H, kSimtRows), chain, stream);
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();

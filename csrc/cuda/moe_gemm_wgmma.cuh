@@ -9,17 +9,20 @@
 // memory (weights [E, N, K], activations [rows, K]); 8-bit operands take no other layout.
 //
 // CTA: WG warpgroups (128 WG threads) over 64 WG weight rows x BN routes of one expert: 2 (128
-// rows) or 4 (256 rows, up to BN = 128: each activation byte brought from L2 feeds twice the
-// products, wgmma_warpgroups()). K goes in chunks of 128 bytes of activation row (128 int8 or 64
-// bf16) through a cp.async ring of wgmma_stages() slots; with 2 warpgroups small enough for 2
-// CTAs per SM up to BN = 128 (one CTA's epilogue and prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
+// rows), or 4 (256 rows: each activation byte brought from L2 feeds twice the products; one CTA
+// per SM) for W8A8 at BN = 128 on very long route lists (wgmma_warpgroups()). K goes in chunks of
+// 128 bytes of activation row (128 int8 or 64 bf16) through a cp.async ring of wgmma_stages()
+// slots; with 2 warpgroups small enough for 2 CTAs per SM up to BN = 128 (one CTA's epilogue and
+// prologue overlap the other's products). Operand rows of a chunk sit in shared memory in the
 // 128-byte swizzle wgmma expects (16-byte piece c of row r at piece c ^ (r % 8); 8-row groups
 // 1024 bytes apart); each k step advances the descriptors' start address by 32 bytes inside the
 // swizzle atom. W8A8: cp.async writes both operands swizzled; wgmma reads both from shared
 // memory. W8A16: cp.async stages the int8 weight rows (64 bytes each, their own swizzle), each
 // thread loads its A fragment from them and widens it (exact) in registers, and wgmma takes A
-// from registers (variant 16 of benchmarks/NOTES.md: a widened bf16 tile in shared memory cost a
-// third more shared-memory traffic per chunk than the products themselves and two barriers).
+// from registers (benchmarks/NOTES.md, variant 16: 4-10% faster than widening into a shared
+// bf16 tile, with one barrier per chunk instead of three). A warpgroup waits for its chunk's
+// products before it builds the next fragments (ptxas serializes wgmmas whose A registers are
+// written while earlier ones are in flight); the SM's other warpgroups fill the gap.
 // Zero-filled pieces beyond N, K and for padding routes. Shared memory written by cp.async is
 // read by wgmma through the async proxy: each writing thread fences (fence.proxy.async) before
 // the barrier that publishes it. A slot is refilled only after wgmma.wait_group shows the
@@ -50,9 +53,8 @@ template <typename AT, int BN, int WG>
 constexpr int wgmma_stage_bytes() {
   return 64 * WG * (sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2) + BN * kWgmmaBK;
 }
-// W8A16: 4 slots (2 warpgroups: 24 KB slots at BN = 128, still 2 CTAs per SM). W8A8: 3 (2 CTAs
-// per SM up to BN = 128 with 2 warpgroups; 48 KB slots with 4), 4 for BN = 256 (one CTA per SM
-// anyway).
+// W8A16: 4 slots (24 KB at BN = 128: still 2 CTAs per SM). W8A8: 3 (2 CTAs per SM up to BN = 128
+// with 2 warpgroups; 48 KB slots with 4), 4 for BN = 256 (one CTA per SM anyway).
 template <typename AT, int BN, int WG>
 constexpr int wgmma_stages() {
   return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
@@ -304,11 +306,12 @@ inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I, bool int8_act
   return per_expert > 64 && std::min(H, I) >= 2048 ? 128 : 64;
 }
 
-// Warpgroups per CTA (2: 128 weight rows, 4: 256) for BN routes per tile. EXPERIMENT: 4 wherever
-// it exists (BN <= 128), to be measured against 2 (INT8_MOE_WGMMA_WG).
-inline int wgmma_warpgroups(int BN, bool int8_act) {
-  (void)int8_act;
-  return BN <= 128 ? 4 : 2;
+// Warpgroups per CTA (2: 128 weight rows; 4: 256, built for W8A8 at BN = 128 only). 4 from
+// kWgmmaWideMinPerExpert routes per expert: Mixtral-8x7B W8A8 at 4096 per expert 18.7 vs 21.0 ms,
+// at 1024 per expert 4.79 vs 4.65; W8A16 gained nowhere it runs (benchmarks/NOTES.md, variant 17).
+constexpr int64_t kWgmmaWideMinPerExpert = 2048;
+inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
+  return int8_act && BN == 128 && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
 }
 
 template <typename T, typename AT, int BN, bool GATED, int WG>
@@ -318,12 +321,15 @@ cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
 }
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
-// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 only up to BN = 128).
+// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
+// BN = 128; 2 elsewhere).
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
                               cudaStream_t stream) {
-  if (wg == 4 && BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 4>(g, max_blocks, stream);
-  if (wg == 4) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
+  if constexpr (std::is_same_v<AT, int8_t>) {
+    if (wg == 4 && BN == 128)
+      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
+  }
   if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
   if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2>(g, max_blocks, stream);
   return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2>(g, max_blocks, stream);
