@@ -64,10 +64,10 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-// Row r of a weight tile of the 128-row kernels (tiled and wgmma) starting at tile0 -> weight
-// row, or -1 beyond N. GATED: tile0 counts intermediate columns, and rows 16m .. 16m+7 are the
-// gate rows and 16m+8 .. 16m+15 the up rows of columns tile0 + 8m .. tile0 + 8m + 7.
-// inter = g.N / 2.
+// Row r of a weight tile of the row-tile kernels (tiled: 128 rows; wgmma: 128 or 256) starting
+// at tile0 -> weight row, or -1 beyond N. GATED: tile0 counts intermediate columns, and rows
+// 16m .. 16m+7 are the gate rows and 16m+8 .. 16m+15 the up rows of columns tile0 + 8m ..
+// tile0 + 8m + 7. inter = g.N / 2.
 template <bool GATED>
 __device__ __forceinline__ int64_t row_tile_weight_row(const MoeGemmArgs& g, int64_t tile0,
                                                        int64_t inter, int r) {

@@ -55,13 +55,13 @@ constexpr int wgmma_stage_bytes() {
 }
 // W8A16: 4 slots (24 KB at BN = 128: still 2 CTAs per SM). W8A8: 3 (2 CTAs per SM up to BN = 128
 // with 2 warpgroups; 48 KB slots with 4), 4 for BN = 256 (one CTA per SM anyway).
-template <typename AT, int BN, int WG>
+template <typename AT, int BN>
 constexpr int wgmma_stages() {
   return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
 }
 template <typename AT, int BN, int WG>
 constexpr int wgmma_smem_bytes() {
-  return wgmma_stages<AT, BN, WG>() * wgmma_stage_bytes<AT, BN, WG>() + 1024;  // + alignment
+  return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN, WG>() + 1024;  // + alignment
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -144,15 +144,15 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
   using Acc = std::conditional_t<INT8, int, float>;
   constexpr int THREADS = 128 * WG;
   constexpr int ROWS = 64 * WG;  // weight rows per CTA (GATED: half gate, half up)
-  constexpr int STAGES = wgmma_stages<AT, BN, WG>();
+  constexpr int STAGES = wgmma_stages<AT, BN>();
   constexpr int STAGE_BYTES = wgmma_stage_bytes<AT, BN, WG>();
   constexpr int W_ROW = INT8 ? kWgmmaBK : kWgmmaBK / 2;  // weight bytes per row per chunk
-  constexpr int A_BYTES = ROWS * W_ROW;             // the weight part of a slot
+  constexpr int A_BYTES = ROWS * W_ROW;                  // the weight part of a slot
   constexpr int KC = kWgmmaBK / static_cast<int>(sizeof(AT));  // K elements per chunk
   constexpr int PIECES = kWgmmaBK / 16;                        // 16-byte pieces per 128 bytes
   constexpr int W_PIECES = W_ROW / 16;
-  constexpr int A_PER_THREAD = ROWS * W_PIECES / THREADS;  // 4 (W8A8) or 2
-  constexpr int B_PER_THREAD = BN * PIECES / THREADS;            // BN / (16 WG)
+  constexpr int A_PER_THREAD = ROWS * W_PIECES / THREADS;      // 4 (W8A8) or 2
+  constexpr int B_PER_THREAD = BN * PIECES / THREADS;          // BN / (16 WG)
   static_assert((WG == 2 || WG == 4) && BN % (16 * WG) == 0 && BN <= 256 / (WG / 2),
                 "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
   extern __shared__ unsigned char wgmma_smem_raw[];
