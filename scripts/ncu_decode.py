@@ -1,5 +1,7 @@
 """A few eager int8 forwards of one SPEC model at one token count, for profiling under Nsight
-Compute: ncu --kernel-name regex:decode python3 scripts/ncu_decode.py mixtral-8x7b 1"""
+Compute: ncu --kernel-name regex:decode python3 scripts/ncu_decode.py mixtral-8x7b 1
+(decode kernels), or regex:wgmma with 1024 tokens (the prefill wgmma kernels; per_token as the
+third argument for W8A8)."""
 
 import sys
 
