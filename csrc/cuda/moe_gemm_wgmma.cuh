@@ -2,7 +2,7 @@
 // W8A16 (bf16/fp16 activations, int8 weights widened in registers, fp32 accumulation).
 // The mma.sync kernels (moe_gemm_tiled.cuh) feed the tensor cores from registers and reach about
 // 430 TOP/s (W8A8) and 150-210 TFLOP/s (W8A16); wgmma issues a 64 x BN x k product per
-// warpgroup straight from shared memory.
+// warpgroup with its B operand (and W8A8's A) straight from shared memory.
 //
 // Same "swap AB" roles as the other kernels: weight rows are wgmma's M side (A, 64 per
 // warpgroup), the expert's sorted routes its N side (B, BN per CTA), both K-major as they lie in
