@@ -165,7 +165,7 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
 // it where 4 exists (W8A8 at 128 routes per tile), for tuning.
 int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_WG", {2, 4});
-  if (forced > 0 && int8_act && BN == 128) return forced;
+  if (forced > 0 && wgmma_wide_exists(BN, int8_act)) return forced;
   return wgmma_warpgroups(BN, per_expert, int8_act);
 }
 

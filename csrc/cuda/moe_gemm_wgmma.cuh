@@ -19,7 +19,7 @@
 // swizzle atom. W8A8: cp.async writes both operands swizzled; wgmma reads both from shared
 // memory. W8A16: cp.async stages the int8 weight rows (64 bytes each, their own swizzle), each
 // thread loads its A fragment from them and widens it (exact) in registers, and wgmma takes A
-// from registers (benchmarks/NOTES.md, variant 16: 4-10% faster than widening into a shared
+// from registers (benchmarks/NOTES.md, variant 16: 3-19% faster than widening into a shared
 // bf16 tile, with one barrier per chunk instead of three). A warpgroup waits for its chunk's
 // products before it builds the next fragments (ptxas serializes wgmmas whose A registers are
 // written while earlier ones are in flight); the SM's other warpgroups fill the gap.
@@ -310,8 +310,11 @@ inline int wgmma_block_n(int64_t per_expert, int64_t H, int64_t I, bool int8_act
 // kWgmmaWideMinPerExpert routes per expert: Mixtral-8x7B W8A8 at 4096 per expert 18.7 vs 21.0 ms,
 // at 1024 per expert 4.79 vs 4.65; W8A16 gained nowhere it runs (benchmarks/NOTES.md, variant 17).
 constexpr int64_t kWgmmaWideMinPerExpert = 2048;
+// Where the 4-warpgroup kernel is built: the one definition the rule, the knob and the launcher
+// share.
+constexpr bool wgmma_wide_exists(int BN, bool int8_act) { return int8_act && BN == 128; }
 inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
-  return int8_act && BN == 128 && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
+  return wgmma_wide_exists(BN, int8_act) && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
 }
 
 template <typename T, typename AT, int BN, bool GATED, int WG>
@@ -326,8 +329,8 @@ cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
                               cudaStream_t stream) {
-  if constexpr (std::is_same_v<AT, int8_t>) {
-    if (wg == 4 && BN == 128)
+  if constexpr (std::is_same_v<AT, int8_t>) {  // instantiated where wgmma_wide_exists only
+    if (wg == 4 && wgmma_wide_exists(BN, true))
       return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
   }
   if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
