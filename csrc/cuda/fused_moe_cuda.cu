@@ -311,7 +311,7 @@ void run_prefill_bf16(const at::Tensor& x, const at::Tensor& w13, const at::Tens
   down_epilogue_kernel<T><<<rows, 256, 0, stream>>>(
       reinterpret_cast<const T*>(y.const_data_ptr()), sorted, block_expert, BM, g2.w_scale,
       static_cast<const T*>(g2.bias), g2.topk_weights, g2.weight_on_out, p.H,
-      static_cast<float*>(g2.out));
+      static_cast<T*>(g2.out));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -415,8 +415,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.N = p.H;
   g2.K = p.I;
 
-  at::Tensor route_out = at::empty({n_routes, p.H}, f32);
-  g2.out = route_out.mutable_data_ptr<float>();
+  // Per-route output rows in the activation dtype (as vLLM's): half the bytes of fp32 through
+  // GEMM2 and the top-k sum (benchmarks/NOTES.md, variant 20).
+  at::Tensor route_out = at::empty({n_routes, p.H}, x.options());
+  g2.out = route_out.mutable_data_ptr();
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);
@@ -470,12 +472,15 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     launch_simt<float, T, false, false>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
   }
 
-  const int64_t total = p.M * p.H;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(total, 256), 65536));
+  // The top-k sum, 8 outputs per thread where rows allow 16-byte (bf16/fp16) loads and stores.
+  const bool vec8 = p.H % 8 == 0 && is_aligned(out.const_data_ptr(), 8 * sizeof(T));
+  const int64_t work = p.M * p.H / (vec8 ? 8 : 1);
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(work, 256), 65536));
   auto sum = [&](auto* ids) {
     using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
-    C10_CUDA_CHECK(launch_kernel(&moe_topk_sum_kernel<T, IdT>, dim3(grid), dim3(256), 0, stream,
-                                 chain.pdl, route_out.const_data_ptr<float>(), ids, map,
+    auto* kernel = vec8 ? &moe_topk_sum_kernel<T, IdT, 8> : &moe_topk_sum_kernel<T, IdT, 1>;
+    C10_CUDA_CHECK(launch_kernel(kernel, dim3(grid), dim3(256), 0, stream, chain.pdl,
+                                 reinterpret_cast<const T*>(route_out.const_data_ptr()), ids, map,
                                  p.E_global, p.E, p.M, p.topk, p.H,
                                  reinterpret_cast<T*>(out.mutable_data_ptr())));
   };

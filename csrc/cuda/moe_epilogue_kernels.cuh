@@ -40,24 +40,35 @@ __global__ void __launch_bounds__(256)
     q[r * K + i] = quantize_activation_value(Elem<T>::to_float(ar[i]) * m, s);
 }
 
-// out[t, h] = sum over slots j (in order) of route_out[t * k + j, h], skipping routes whose
-// expert is not on this rank; cast to T. Grid-stride over M * H.
-template <typename T, typename IdT>
+// out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
+// skipping routes whose expert is not on this rank; cast to T. Each thread sums VEC consecutive
+// h of one token (one wide load per route row; VEC = 8 needs H % 8 == 0 and aligned rows), so
+// the token's ids are resolved once per VEC outputs. Grid-stride over M * H / VEC.
+template <typename T, typename IdT, int VEC>
 __global__ void __launch_bounds__(256)
-    moe_topk_sum_kernel(const float* __restrict__ route_out, const IdT* __restrict__ ids,
+    moe_topk_sum_kernel(const T* __restrict__ route_out, const IdT* __restrict__ ids,
                         const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
                         int64_t topk, int64_t H, T* __restrict__ out) {
   pdl_wait();  // in a PDL chain (pdl.cuh)
   pdl_launch_dependents();
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * H;
+  using V = Pack<T, VEC>;
+  const int64_t HV = H / VEC;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * HV;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = i / H, h = i % H;
-    float s = 0.0f;
+    const int64_t t = i / HV, h = (i % HV) * VEC;
+    float s[VEC];
+#pragma unroll
+    for (int u = 0; u < VEC; ++u) s[u] = 0.0f;
     for (int64_t j = 0; j < topk; ++j) {
-      if (resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0)
-        s += route_out[(t * topk + j) * H + h];
+      if (resolve_expert(ids[t * topk + j], expert_map, E_global, E) < 0) continue;
+      const V v = *reinterpret_cast<const V*>(route_out + (t * topk + j) * H + h);
+#pragma unroll
+      for (int u = 0; u < VEC; ++u) s[u] += Elem<T>::to_float(v.v[u]);
     }
-    out[i] = Elem<T>::from_float(s);
+    V o;
+#pragma unroll
+    for (int u = 0; u < VEC; ++u) o.v[u] = Elem<T>::from_float(s[u]);
+    *reinterpret_cast<V*>(out + t * H + h) = o;
   }
 }
 

@@ -111,7 +111,8 @@ __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
 
 // One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
 // route's sorted position p, intermediate column j (fp32 for W8A8, quantized per token next);
-// else the two output rows of the route times its router weight. B is x itself, and
+// else the two output rows of the route times its router weight, rounded to T (the per-route
+// rows the top-k sum reads, in the activation dtype as vLLM's are). B is x itself, and
 // (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
 // applied here.
 template <typename T, bool INT8, bool GATED>
@@ -132,9 +133,9 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
       static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
   } else {
     const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-    float* out = static_cast<float*>(g.out) + static_cast<int64_t>(route) * g.N;
-    if (row[0] >= 0) out[row[0]] = v0 * w;
-    if (row[1] >= 0) out[row[1]] = v1 * w;
+    T* out = static_cast<T*>(g.out) + static_cast<int64_t>(route) * g.N;
+    if (row[0] >= 0) out[row[0]] = Elem<T>::from_float(v0 * w);
+    if (row[1] >= 0) out[row[1]] = Elem<T>::from_float(v1 * w);
   }
 }
 

@@ -36,7 +36,7 @@ struct MoeGemmArgs {
   int64_t N, K;
   const int32_t* sorted_routes;
   const int32_t* block_expert;
-  void* out;                  // GEMM1: inter [capacity, N / 2]; GEMM2: route_out [n_routes, N]
+  void* out;  // GEMM1: inter [capacity, N / 2]; GEMM2: route_out [n_routes, N] (activation dtype)
   Activation act;
   float alpha, limit;
   // Decode kernel launched with PDL: bytes of each of its weight rows a CTA asks L2 for before
@@ -152,7 +152,8 @@ __global__ void __launch_bounds__(kSimtThreads) moe_gemm_simt_kernel(MoeGemmArgs
       const int32_t route = g.sorted_routes[pos0 + r];
       if (n0 + c >= g.N || route < 0) continue;
       const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-      static_cast<float*>(g.out)[static_cast<int64_t>(route) * g.N + n0 + c] = Cs[r][c] * w;
+      static_cast<BiasT*>(g.out)[static_cast<int64_t>(route) * g.N + n0 + c] =
+          Elem<BiasT>::from_float(Cs[r][c] * w);
     }
   }
 }

@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(256)
                          const int32_t* __restrict__ block_expert, int BM,
                          const float* __restrict__ scale, const T* __restrict__ bias,
                          const float* __restrict__ topk_weights, bool weight_on_out, int64_t H,
-                         float* __restrict__ route_out) {
+                         T* __restrict__ route_out) {
   const int64_t p = blockIdx.x;
   const int32_t route = sorted_routes[p];
   if (route < 0) return;
@@ -86,7 +86,8 @@ __global__ void __launch_bounds__(256)
   const float w = weight_on_out ? topk_weights[route] : 1.0f;
   for (int64_t n = threadIdx.x; n < H; n += 256) {
     const float b = bias ? Elem<T>::to_float(bias[e * H + n]) : 0.0f;
-    route_out[route * H + n] = (Elem<T>::to_float(y[p * H + n]) * scale[e * H + n] + b) * w;
+    route_out[route * H + n] =
+        Elem<T>::from_float((Elem<T>::to_float(y[p * H + n]) * scale[e * H + n] + b) * w);
   }
 }
 
