@@ -59,11 +59,23 @@ __global__ void __launch_bounds__(256)
     float s[VEC];
 #pragma unroll
     for (int u = 0; u < VEC; ++u) s[u] = 0.0f;
-    for (int64_t j = 0; j < topk; ++j) {
-      if (resolve_expert(ids[t * topk + j], expert_map, E_global, E) < 0) continue;
-      const V v = *reinterpret_cast<const V*>(route_out + (t * topk + j) * H + h);
+    // Up to 8 slots' rows loaded at once (one memory round trip, not one per slot), then added
+    // in slot order.
+    for (int64_t j0 = 0; j0 < topk; j0 += 8) {
+      V v[8];
+      bool ok[8];
 #pragma unroll
-      for (int u = 0; u < VEC; ++u) s[u] += Elem<T>::to_float(v.v[u]);
+      for (int b = 0; b < 8; ++b) {
+        const int64_t j = j0 + b;
+        ok[b] = j < topk && resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0;
+        if (ok[b]) v[b] = *reinterpret_cast<const V*>(route_out + (t * topk + j) * H + h);
+      }
+#pragma unroll
+      for (int b = 0; b < 8; ++b) {
+        if (!ok[b]) continue;
+#pragma unroll
+        for (int u = 0; u < VEC; ++u) s[u] += Elem<T>::to_float(v[b].v[u]);
+      }
     }
     V o;
 #pragma unroll
