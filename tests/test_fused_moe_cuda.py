@@ -308,6 +308,23 @@ def test_unaligned_view_falls_back():
     check(case)
 
 
+@pytest.mark.parametrize("M", [1, 37, 300])
+def test_misaligned_out_gives_the_same_bits(M):
+    """An `out` that is not 16-byte aligned takes the top-k sum one output per thread (the 8-wide
+    form needs aligned rows); both add the same rows in the same order, so the bits match."""
+    case = make_case(M, 256, 176, 8, 4, device="cuda", bias=True, seed=12)
+    aligned = ops.fused_moe(*case.args(), **case.bias_kwargs())
+    buf = torch.full((M * 256 + 1,), float("nan"), dtype=torch.bfloat16, device="cuda")
+    out = buf[1:].view(M, 256)
+    ops.fused_moe(*case.args(), **case.bias_kwargs(), out=out)
+    assert torch.equal(out, aligned)
+
+
+def test_hidden_size_not_a_multiple_of_8():
+    # H = 100: the general GEMM path and the one-output-per-thread top-k sum.
+    check(make_case(29, 100, 48, 6, 3, device="cuda", bias=True, seed=13))
+
+
 @pytest.mark.parametrize("M", [3, 300])  # decode and tiled kernels
 def test_hostile_ids_and_expert_map(M):
     case = make_case(M, 256, 176, 8, 4, device="cuda", seed=6)
