@@ -472,7 +472,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     launch_simt<float, T, false, false>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
   }
 
-  // The top-k sum, 8 outputs per thread where rows allow 16-byte (bf16/fp16) loads and stores.
+  // The top-k sum, 8 outputs per thread where rows and out allow 8-element (16 or 32 byte) loads
+  // and stores.
   const bool vec8 = p.H % 8 == 0 && is_aligned(out.const_data_ptr(), 8 * sizeof(T));
   const int64_t work = p.M * p.H / (vec8 ? 8 : 1);
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(work, 256), 65536));

@@ -39,6 +39,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "moe_gemm_tiled.cuh"
 #include "wgmma_instructions.cuh"
@@ -95,22 +96,17 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
-// Keeps the accumulators' registers ordered around the asynchronous products.
-template <int R>
-__device__ __forceinline__ void wgmma_fence_operands(int (&d)[R]) {
+// Keeps registers the asynchronous products read or write (accumulators, W8A16's A fragments)
+// ordered around them.
+template <typename U, int R>
+__device__ __forceinline__ void wgmma_fence_operands(U (&d)[R]) {
 #pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
-}
-template <int R>
-__device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-template <int R>
-__device__ __forceinline__ void wgmma_fence_operands(uint32_t (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
+  for (int i = 0; i < R; ++i) {
+    if constexpr (std::is_same_v<U, float>)
+      asm volatile("" : "+f"(d[i])::"memory");
+    else
+      asm volatile("" : "+r"(d[i])::"memory");
+  }
 }
 
 // W8A16 staged weight rows: 64 bytes each, 16-byte piece s of row r at piece s ^ ((r / 2) % 4),
