@@ -201,6 +201,33 @@ def test_forced_path_weight_on_input_and_expert_map(monkeypatch, path):
     check(case, expert_map=emap)
 
 
+# The order in which a row-tile GEMM's CTAs take their (route block, weight tile) pairs
+# (INT8_MOE_RASTER_KB, tile_order.cuh) changes when tiles run, never what a tile computes: launch
+# order, groups of 1 to 11 route blocks (with a partial last group) and one group of all give
+# bitwise the same output, equal to the reference. 600 tokens x 3 of 12 experts (9 used): 1800
+# routes in ~18 blocks of 128 (the tiled kernel) or ~32 of 64 (wgmma, W8A8), tails in N and K.
+@pytest.mark.parametrize("path", ["tiled", "wgmma"])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+def test_tile_order_gives_the_same_bits(monkeypatch, path, act_quant):
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    case = make_case(600, 208, 176, 12, 3, device="cuda", bias=True, seed=43, n_used_experts=9)
+    outs = []
+    for kb in ["0", "64", "256", "65536", "auto"]:
+        monkeypatch.setenv("INT8_MOE_RASTER_KB", kb)
+        outs.append(check(case, act_quant=act_quant, activation="swigluoai"))
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
+
+
+def test_bad_tile_order_knob_is_a_clear_error(monkeypatch):
+    case = make_case(300, 256, 176, 8, 2, device="cuda", seed=23)
+    monkeypatch.setenv("INT8_MOE_RASTER_KB", "100")
+    with pytest.raises(RuntimeError, match="INT8_MOE_RASTER_KB must be auto, 0, 64, 256"):
+        ops.fused_moe(*case.args(), act_quant="per_token")
+
+
 # Every decode tile (8, 16, 32 routes per block) forced on the same inputs, W8A16 and W8A8: 37
 # tokens x 3 of 12 experts (9 used) is about 12 routes per expert, so 8- and 16-route tiles take
 # several blocks per expert and 32-route tiles mostly one, with padding.

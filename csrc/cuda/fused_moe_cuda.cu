@@ -169,6 +169,20 @@ int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   return wgmma_warpgroups(BN, per_expert, int8_act);
 }
 
+// L2 bytes of activation rows that a group of route blocks of a tiled or wgmma GEMM holds while
+// it walks the weight tiles together (tile_order.cuh). 16 MB: against launch order on an H100,
+// Mixtral-8x7B W8A8 M = 4096 0.97x the time, M = 16384 0.95x; Qwen3-30B-A3B M = 4096 0.94x
+// (W8A16) and 0.98x (W8A8), M = 16384 W8A8 0.94x; 4-16 MB within 2% of each other there, 64 MB
+// back near launch order; the rest within the run's spread (benchmarks/NOTES.md, variant 21). INT8_MOE_RASTER_KB = 0 (launch order) | 64 | 256 |
+// 1024 | 4096 | 8192 | 16384 | 32768 | 65536 forces it, for tuning and tests (64: groups of a
+// few blocks even on small shapes).
+constexpr int kRasterKb = 16384;
+int64_t raster_bytes() {
+  const int kb =
+      choice_knob("INT8_MOE_RASTER_KB", {0, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536});
+  return static_cast<int64_t>(kb < 0 ? kRasterKb : kb) << 10;
+}
+
 // L2 bytes the CTAs of one decode GEMM may ask for before their PDL wait, all together: well
 // inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
 constexpr int64_t kDecodePrefetchMb = 16;
@@ -396,6 +410,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g1.act = p.act;
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
+  g1.raster_bytes = raster_bytes();
   MoeGemmArgs g2 = g1;
 
   g1.a = x.const_data_ptr();

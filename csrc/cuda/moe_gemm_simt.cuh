@@ -43,6 +43,11 @@ struct MoeGemmArgs {
   // it waits on the previous kernel (a multiple of 16, <= K; 0: none). Only set when the routing
   // was written two or more launches earlier (pdl.cuh).
   int64_t prefetch_row_bytes;
+  // Row-tile GEMMs (tiled, wgmma): L2 bytes of activation rows a group of route blocks may hold
+  // while it walks the weight tiles together (tile_order.cuh; 0: launch order), and the route
+  // blocks per group launch_row_tiles derives from it.
+  int64_t raster_bytes;
+  int64_t raster_group;
 };
 
 // Weight row of virtual column v of a tile starting at n0. GATED: 0..31 gate, 32..63 up of

@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "moe_gemm_decode.cuh"
+#include "tile_order.cuh"
 
 namespace int8_moe {
 
@@ -96,14 +97,15 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
   static_assert(BN % 32 == 0, "BN must be a multiple of 32");
   extern __shared__ __align__(16) unsigned char tiled_smem[];
 
-  const int e = g.block_expert[blockIdx.x];
+  const RowTile rt = row_tile_of_cta(g.raster_group);
+  const int e = g.block_expert[rt.block];
   if (e < 0) return;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int grp = lane / 4, q = lane % 4;
   const int wr = warp % 4, wt = warp / 4;
-  const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t pos0 = rt.block * BN;
   const int64_t inter = g.N / 2;
-  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? kTiledRows / 2 : kTiledRows);
+  const int64_t tile0 = rt.tile * (GATED ? kTiledRows / 2 : kTiledRows);
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
 
@@ -246,15 +248,17 @@ inline int tiled_block_n(int64_t per_expert) {
 // Launches a kernel whose CTAs each cover one route block x `rows` weight rows (GATED: rows / 2
 // gate and rows / 2 up rows), over max_blocks x the weight tiles, with `smem` bytes of dynamic
 // shared memory. Above 48 KB that needs an opt-in (per function, not a stream operation).
+// block_bytes: the activation bytes of one route block (BN rows of K), for g.raster_bytes.
 template <bool GATED>
-cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs), const MoeGemmArgs& g,
-                             int64_t max_blocks, int threads, int smem, cudaStream_t stream,
+cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs), MoeGemmArgs g, int64_t max_blocks,
+                             int threads, int smem, int64_t block_bytes, cudaStream_t stream,
                              int rows = kTiledRows) {
   const cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const int64_t n_tiles = GATED ? ceil_div(g.N / 2, rows / 2) : ceil_div(g.N, rows);
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
+  g.raster_group = row_tile_group(g.raster_bytes, block_bytes);
   kernel<<<grid, threads, smem, stream>>>(g);
   return cudaGetLastError();
 }
@@ -262,7 +266,8 @@ cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs), const MoeGemmArgs& g,
 template <typename T, typename AT, int BN, bool GATED>
 cudaError_t launch_tiled_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
   return launch_row_tiles<GATED>(&moe_gemm_tiled_kernel<T, AT, BN, GATED>, g, max_blocks,
-                                 kTiledThreads, tiled_smem_bytes<AT, BN>(), stream);
+                                 kTiledThreads, tiled_smem_bytes<AT, BN>(),
+                                 BN * g.K * static_cast<int64_t>(sizeof(AT)), stream);
 }
 
 // BN: routes per tile, tiled_block_n(); the routing must be aligned to the same BN.

@@ -153,14 +153,15 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
                 "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
-  const int e = g.block_expert[blockIdx.x];
+  const RowTile rt = row_tile_of_cta(g.raster_group);
+  const int e = g.block_expert[rt.block];
   if (e < 0) return;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wg = warp / 4, wq = warp % 4;  // warpgroup, warp within it
   const int grp = lane / 4, q = lane % 4;
-  const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t pos0 = rt.block * BN;
   const int64_t inter = g.N / 2;
-  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * (GATED ? ROWS / 2 : ROWS);
+  const int64_t tile0 = rt.tile * (GATED ? ROWS / 2 : ROWS);
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
 
@@ -316,7 +317,8 @@ inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
 template <typename T, typename AT, int BN, bool GATED, int WG>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
   return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG>, g, max_blocks,
-                                 128 * WG, wgmma_smem_bytes<AT, BN, WG>(), stream, 64 * WG);
+                                 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
+                                 BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG);
 }
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
