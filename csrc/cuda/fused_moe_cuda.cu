@@ -126,6 +126,8 @@ enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm, kWgmma };
 constexpr int64_t kGroupedMmMinPerExpert = 64;
 // W8A16 on sm_90a: the wgmma kernel up to this many routes per expert, grouped_mm above (bf16).
 constexpr int64_t kWgmmaMaxPerExpert = 512;
+// Intermediate size from which GEMM2's rows count as long for the W8A16 decode/wgmma choice.
+constexpr int64_t kDecodeLongRowI = 2048;
 
 // A tuning knob (environment variable `var`): -1 when unset or "auto", else one of `allowed`;
 // anything else is a clear error naming the variable.
@@ -145,20 +147,26 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
   return found;
 }
 
-// Routes per block of the decode kernel: 8 up to 8 routes per expert on average, else 16. 32-route
-// blocks (one block even for an expert with twice the average) measured slower: 0.83 vs 0.82 ms
-// on Mixtral at 16 per expert, 0.46 vs 0.41 on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 7).
-// INT8_MOE_DECODE_BM = 8 | 16 | 32 forces it, for tuning.
-int decode_block_routes(int64_t per_expert) {
+// Routes per block of the decode kernel: 8 up to a few routes per expert on average, else 16.
+// W8A16 takes 16 from 7 per expert: at 8 per expert its 16-route blocks (two 16-row MMA tiles
+// per CTA, decode_mt) took 0.83-1.00x the time of 8-route ones on every SPEC shape and TP split
+// measured there (DeepSeek-V3 0.83-0.95x, OLMoE 0.93-1.00x, gpt-oss 0.97-0.99x), at 4-6 per
+// expert 1.04-1.23x. W8A8 (one MMA tile per CTA) keeps 8 up to 8 per expert (16: 0.95-1.04x
+// there; `benchmarks/results/tune_moe_tp_*_h100.log`). 32-route blocks (one block even for an
+// expert with twice the average) measured slower: 0.83 vs 0.82 ms on Mixtral at 16 per expert,
+// 0.46 vs 0.41 on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 7). INT8_MOE_DECODE_BM = 8 | 16 |
+// 32 forces it, for tuning.
+int decode_block_routes(int64_t per_expert, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_DECODE_BM", {8, 16, 32});
-  return forced > 0 ? forced : (per_expert <= 8 ? 8 : 16);
+  const int64_t small_max = int8_act ? 8 : 6;
+  return forced > 0 ? forced : (per_expert <= small_max ? 8 : 16);
 }
 
 // Routes per tile of the wgmma kernel: wgmma_block_n(); INT8_MOE_WGMMA_BN = 64 | 128 | 256 forces
 // it, for tuning (256: one CTA per SM).
 int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
   const int forced = choice_knob("INT8_MOE_WGMMA_BN", {64, 128, 256});
-  return forced > 0 ? forced : wgmma_block_n(per_expert, p.H, p.I, p.per_token);
+  return forced > 0 ? forced : wgmma_block_n(per_expert, p.M * p.topk, p.H, p.I, p.per_token);
 }
 
 // Warpgroups per CTA of the wgmma kernel: wgmma_warpgroups(); INT8_MOE_WGMMA_WG = 2 | 4 forces
@@ -254,7 +262,7 @@ int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
 GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool wgmma_ok,
-                          int64_t per_expert) {
+                          int64_t per_expert, int64_t I) {
   if (!aligned) return GemmPath::kSimt;
   const char* env = std::getenv("INT8_MOE_GEMM_PATH");
   const std::string forced = env ? env : "";
@@ -277,7 +285,11 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
   // W8A8 on wgmma from 9 routes per expert: at 16 it takes 0.82x the decode kernel's time on
   // Mixtral and 0.75x on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 9).
   if (int8_act && wgmma_ok && per_expert > 8) return GemmPath::kWgmma;
-  if (per_expert <= 16) return GemmPath::kDecode;
+  // W8A16 at 16 per expert: wgmma where GEMM2's rows are short (I < kDecodeLongRowI), 0.82-0.99x
+  // the decode kernel's time on Qwen3-30B-A3B, Qwen3-235B-A22B and Mixtral at TP 8; the decode
+  // kernel where they are long (Mixtral I >= 3584: 0.95-0.96x wgmma's).
+  const bool short_rows = !int8_act && wgmma_ok && I < kDecodeLongRowI;
+  if (per_expert <= (short_rows ? 15 : 16)) return GemmPath::kDecode;
   if (int8_act) return GemmPath::kTiled;
   // W8A16 on wgmma up to kWgmmaMaxPerExpert routes per expert (0.78x the tiled kernel's time at
   // 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped GEMM
@@ -387,10 +399,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
   const bool grouped_mm_ok = std::is_same_v<T, __nv_bfloat16> && is_sm90_or_newer(x.get_device());
   const GemmPath path = choose_gemm_path(aligned, p.per_token, grouped_mm_ok,
-                                         wgmma_supported(x.get_device()), per_expert);
+                                         wgmma_supported(x.get_device()), per_expert, p.I);
   const bool prefill = path == GemmPath::kGroupedMm;
   int BM = kSimtBM;
-  if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert);
+  if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert, p.per_token);
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
