@@ -295,15 +295,16 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 
 // Routes per tile for a given average number of routes per expert, the routes in all, the two
 // reductions (H for GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10).
-// W8A16: 64 up to 32 routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per
-// expert). W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
+// W8A16: 64 up to 48 routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per
+// expert; at 48 per expert, where a 128-route tile is mostly padding, 64 took 0.86-0.91x the
+// time of 128 on Mixtral at TP 1 and 8, `benchmarks/results/tune_moe_tp_w8a16_check_h100.log`). W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
 // DeepSeek-V3's 7168 / 2048); with short ones (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs
 // per SM, are about 6% faster. Between (min(H, I) 1536-2047) 128 pays only with many waves of
 // tiles: Qwen3-235B-A22B M = 4096 (32768 routes) 0.93x, Mixtral TP 8 (I = 1792) at 8192 routes
 // 0.95x, but at 2048 routes 1.08x (`benchmarks/results/tune_moe_tp_w8a8_h100.log`).
 inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_t I,
                          bool int8_act) {
-  if (!int8_act) return per_expert <= 32 ? 64 : 128;
+  if (!int8_act) return per_expert <= 48 ? 64 : 128;
   const int64_t k_min = std::min(H, I);
   const bool long_k = k_min >= 2048 || (k_min >= 1536 && n_routes >= 8192);
   return per_expert > 64 && long_k ? 128 : 64;
