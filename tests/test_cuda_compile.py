@@ -3,7 +3,8 @@ kernel for sm_80, sm_89 and sm_90a, so syntax and template errors show up before
 
 The kernels are framework-free, so tests/cuda_compile/instantiate_kernels.cu instantiates them
 without torch's CUDA headers (which the CPU wheel lacks in part). The bindings in csrc/cuda/*.cu
-need those headers and are compiled by the real build on a GPU machine.
+need those headers and are compiled by the real build on a GPU machine. Host-side logic shared
+with the kernels (the grouped CTA order) is built by nvcc and run on the CPU.
 """
 
 import os
@@ -40,3 +41,17 @@ def test_quantize_kernel_benchmark_compiles(tmp_path):
            f"{ROOT}/benchmarks/quantize_kernel_variants.cu", "-o", str(tmp_path / "qkv")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_tile_order_map_is_a_bijection(tmp_path):
+    """The grouped CTA order of the tiled and wgmma GEMMs (csrc/cuda/tile_order.cuh), run on the
+    host: every (route block, weight tile) pair exactly once for 1-40 blocks x 1-9 tiles x every
+    group size, blocks fastest inside a group."""
+    exe = tmp_path / "tile_order_check"
+    cmd = [NVCC, "-std=c++17", f"-I{ROOT}/csrc", f"{ROOT}/tests/cuda_compile/tile_order_check.cu",
+           "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "tile order: ok" in r.stdout, r.stdout[-4000:]

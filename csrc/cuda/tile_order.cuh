@@ -18,17 +18,24 @@ struct RowTile {
   int64_t tile;   // weight tile
 };
 
-// This CTA's pair. group <= 0 (or >= gridDim.x): launch order. The map is a bijection of the
-// grid onto itself, so every pair is covered exactly once whatever the group.
-__device__ __forceinline__ RowTile row_tile_of_cta(int64_t group) {
-  const int64_t blocks = gridDim.x, tiles = gridDim.y;
-  if (group <= 0 || group >= blocks) return {blockIdx.x, blockIdx.y};
-  const int64_t linear = blockIdx.x + blocks * static_cast<int64_t>(blockIdx.y);
+// The pair of the CTA at (bx, by) of a blocks x tiles grid. group <= 0 (or >= blocks): launch
+// order. Otherwise the linear launch index walks `group` route blocks (fastest) x every weight
+// tile, then the next group (the last may be smaller). A bijection of the grid onto itself, so
+// every pair is covered exactly once whatever the group (tests/cuda_compile/tile_order_check.cu).
+__host__ __device__ __forceinline__ RowTile row_tile_at(int64_t bx, int64_t by, int64_t blocks,
+                                                        int64_t tiles, int64_t group) {
+  if (group <= 0 || group >= blocks) return {bx, by};
+  const int64_t linear = bx + blocks * by;
   const int64_t per_group = group * tiles;
   const int64_t first = linear / per_group * group;
   const int64_t rows = blocks - first < group ? blocks - first : group;  // the last group's
   const int64_t within = linear % per_group;
   return {first + within % rows, within / rows};
+}
+
+// This CTA's pair.
+__device__ __forceinline__ RowTile row_tile_of_cta(int64_t group) {
+  return row_tile_at(blockIdx.x, blockIdx.y, gridDim.x, gridDim.y, group);
 }
 
 // Route blocks per group on the host: as many as fit `budget_bytes` of activation rows
