@@ -4,9 +4,8 @@ For each model, token count and activation mode it times the forward (CUDA-graph
 routing included) with INT8_MOE_RASTER_KB = 0 (launch order) and 4, 8, 16, 32, 64 MB on the
 automatic kernel choice, and for W8A16 above the wgmma kernel's range also with the wgmma
 kernel forced (INT8_MOE_GEMM_PATH=wgmma), which the grouping may bring ahead of the widen +
-grouped_mm path.
-Launch order is timed first and again last, to show the drift between the two. One row per case:
-ms per budget, the best budget and its time against launch order.
+grouped_mm path. Launch order is timed first and again last, to show the drift between the two.
+One row per case: ms per budget, the best budget and its time against launch order.
 """
 
 from __future__ import annotations

@@ -214,9 +214,10 @@ def poison_cached_memory():
 
 # The order in which a row-tile GEMM's CTAs take their (route block, weight tile) pairs
 # (INT8_MOE_RASTER_KB, tile_order.cuh) changes when tiles run, never what a tile computes: launch
-# order, groups of 1 to 11 route blocks (with a partial last group) and one group of all give
-# bitwise the same output, equal to the reference. 600 tokens x 3 of 12 experts (9 used): 1800
-# routes in ~18 blocks of 128 (the tiled kernel) or ~32 of 64 (wgmma, W8A8), tails in N and K.
+# order, groups of 1 to 23 route blocks (mostly with a partial last group) and one group of all
+# give bitwise the same output, equal to the reference. 600 tokens x 3 of 12 experts (9 used):
+# 1800 routes, a grid of 25 blocks of 128 routes (64 for wgmma W8A8: 39 blocks), tails in N and
+# K.
 @pytest.mark.parametrize("path", ["tiled", "wgmma"])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 def test_tile_order_gives_the_same_bits(monkeypatch, path, act_quant):

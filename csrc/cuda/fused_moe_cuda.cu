@@ -181,9 +181,9 @@ int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
 // it walks the weight tiles together (tile_order.cuh). 16 MB: against launch order on an H100,
 // Mixtral-8x7B W8A8 M = 4096 0.97x the time, M = 16384 0.95x; Qwen3-30B-A3B M = 4096 0.94x
 // (W8A16) and 0.98x (W8A8), M = 16384 W8A8 0.94x; 4-16 MB within 2% of each other there, 64 MB
-// back near launch order; the rest within the run's spread (benchmarks/NOTES.md, variant 21). INT8_MOE_RASTER_KB = 0 (launch order) | 64 | 256 |
-// 1024 | 4096 | 8192 | 16384 | 32768 | 65536 forces it, for tuning and tests (64: groups of a
-// few blocks even on small shapes).
+// back near launch order; the rest within the run's spread (benchmarks/NOTES.md, variant 21).
+// INT8_MOE_RASTER_KB = 0 (launch order) | 64 | 256 | 1024 | 4096 | 8192 | 16384 | 32768 | 65536
+// forces it, for tuning and tests (64: groups of a few blocks even on small shapes).
 constexpr int kRasterKb = 16384;
 int64_t raster_bytes() {
   const int kb =
@@ -260,7 +260,8 @@ int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
   return BM == 16 && !int8_act ? 2 : 1;
 }
 
-// aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8.
+// aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8;
+// I: the intermediate size (GEMM2's K).
 GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool wgmma_ok,
                           int64_t per_expert, int64_t I) {
   if (!aligned) return GemmPath::kSimt;

@@ -297,7 +297,8 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 // reductions (H for GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10).
 // W8A16: 64 up to 48 routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per
 // expert; at 48 per expert, where a 128-route tile is mostly padding, 64 took 0.86-0.91x the
-// time of 128 on Mixtral at TP 1 and 8, `benchmarks/results/tune_moe_tp_w8a16_check_h100.log`). W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
+// time of 128 on Mixtral at TP 1 and 8, `benchmarks/results/tune_moe_tp_w8a16_check_h100.log`).
+// W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
 // DeepSeek-V3's 7168 / 2048); with short ones (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs
 // per SM, are about 6% faster. Between (min(H, I) 1536-2047) 128 pays only with many waves of
 // tiles: Qwen3-235B-A22B M = 4096 (32768 routes) 0.93x, Mixtral TP 8 (I = 1792) at 8192 routes
