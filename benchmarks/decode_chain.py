@@ -4,8 +4,10 @@ For Mixtral-8x7B and Qwen3-30B-A3B at decode token counts, the int8 forward (CUD
 routing included) with each setting of the decode chain's knobs: programmatic dependent launch
 (INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB), the weight
 chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
-CTAs are busy, else 2) and the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT). "before" is the
-chain without them (no PDL, 2 chunks in flight, one tile per CTA); "auto" is the default.
+CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT) and, for one token,
+direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel).
+"before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
+routing); "auto" is the default.
 Floor: int8 bytes of the experts touched / copy rate.
 
 python benchmarks/decode_chain.py [--act-quant per_token]
@@ -28,14 +30,17 @@ from int8_moe.presets import PRESETS  # noqa: E402
 
 from common import copy_bandwidth_gbs, device_name  # noqa: E402
 
+AUTO = dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto",
+            DIRECT_ROUTING="auto")
 SETTINGS = {
-    "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0", DECODE_MT="1"),
-    "pdl+pf16": dict(PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1"),
-    "auto mt1": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="1"),
-    "auto mt2": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="2"),
-    "mt2 no prefetch": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="0",
-                            DECODE_MT="2"),
-    "auto": dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto"),
+    "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0", DECODE_MT="1",
+                   DIRECT_ROUTING="0"),
+    "pdl+pf16": dict(AUTO, PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1",
+                     DIRECT_ROUTING="0"),
+    "auto mt1": dict(AUTO, DECODE_MT="1"),
+    "auto pf32": dict(AUTO, DECODE_PREFETCH_MB="32"),
+    "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
+    "auto": AUTO,
 }
 
 
@@ -44,19 +49,27 @@ def main():
     parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
     parser.add_argument("--tokens", default="1,4,16,64")
     parser.add_argument("--act-quant", default="none", choices=["none", "per_token"])
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="comma-separated columns to time (default: all; 'before' and "
+                        "'auto' always)")
     parser.add_argument("--csv", default=None)  # accepted for gpu_check.sh; unused
     args = parser.parse_args()
     copy_gbs = copy_bandwidth_gbs()
     print(f"{device_name()}, copy {copy_gbs:.0f} GB/s, act_quant={args.act_quant}: ms of one "
           "CUDA-graph replay per setting (% of floor)")
-    print("| model | M | floor ms | " + " | ".join(SETTINGS) + " | before / auto |")
-    print("|---|---|---|" + "---|" * (len(SETTINGS) + 1))
+    chosen = {"before", "auto", *args.settings.split(",")}
+    unknown = chosen - SETTINGS.keys()
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}; choose from {list(SETTINGS)}")
+    settings = {k: v for k, v in SETTINGS.items() if k in chosen}
+    print("| model | M | floor ms | " + " | ".join(settings) + " | before / auto |")
+    print("|---|---|---|" + "---|" * (len(settings) + 1))
     for name in args.models.split(","):
-        time_model(PRESETS[name], args.tokens, args.act_quant, copy_gbs)
+        time_model(PRESETS[name], args.tokens, args.act_quant, copy_gbs, settings)
         torch.cuda.empty_cache()
 
 
-def time_model(shape, tokens: str, act_quant: str, copy_gbs: float) -> None:
+def time_model(shape, tokens: str, act_quant: str, copy_gbs: float, settings: dict) -> None:
     """One table row per token count; random int8 weights with random scales (timing only)."""
     E, H, inter = shape.experts, shape.hidden, shape.inter
     w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
@@ -74,7 +87,7 @@ def time_model(shape, tokens: str, act_quant: str, copy_gbs: float) -> None:
                                       act_quant=act_quant)
 
         ms = {}
-        for label, env in SETTINGS.items():
+        for label, env in settings.items():
             with knobs(GEMM_PATH="auto", **env):
                 ms[label] = timed(run, graph=True)
         cells = " | ".join(f"{v:.4f} ({100 * floor_ms / v:.0f}%)" for v in ms.values())

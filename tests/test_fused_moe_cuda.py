@@ -295,6 +295,47 @@ def test_decode_chain_launch_options_agree(monkeypatch, M, act_quant):
         assert torch.equal(out, outs[0])
 
 
+# One token: direct routing (block b is route b, its expert resolved by the GEMMs from the router
+# ids; no align kernel) against the aligned routing (INT8_MOE_DIRECT_ROUTING=0) and the
+# reference: int32 and int64 ids, an expert map with dropped and out-of-range entries, ids that
+# are -1 or beyond the experts, the same expert in two slots, 8- and 16-route blocks, biases,
+# the input-side router weight (k = 1), more slots than local experts.
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bm", ["auto", "16"])
+def test_direct_routing_agrees_with_aligned(monkeypatch, act_quant, dtype, bm):
+    monkeypatch.setenv("INT8_MOE_DECODE_BM", bm)
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    variants = [
+        (dict(), None, "distinct"),
+        (dict(id_dtype=torch.int64), None, "distinct"),
+        (dict(), [[5, -1, 9, 2]], "hostile"),
+        (dict(), [[4, 4, 1, 2**31 - 1]], "repeated"),
+        (dict(), [[0, 3, 8, 11]], "mapped"),
+    ]
+    for i, (kw, ids, kind) in enumerate(variants):
+        case = make_case(1, 208, 176, 8, 4, dtype=dtype, device="cuda", bias=True, seed=40 + i,
+                         **kw)
+        extra = {}
+        if ids is not None:
+            case.topk_ids = torch.tensor(ids, dtype=case.topk_ids.dtype, device="cuda")
+        if kind == "mapped":
+            extra = dict(expert_map=emap)
+        outs = []
+        for direct in ["1", "0"]:
+            monkeypatch.setenv("INT8_MOE_DIRECT_ROUTING", direct)
+            outs.append(check(case, dtype, act_quant=act_quant, activation="swigluoai", **extra))
+        if kind != "repeated":  # repeated experts share a block when aligned: other MMA columns
+            assert torch.equal(outs[0], outs[1])
+    one_slot = make_case(1, 208, 176, 8, 1, dtype=dtype, device="cuda", seed=46)
+    monkeypatch.setenv("INT8_MOE_DIRECT_ROUTING", "auto")
+    check(one_slot, dtype, act_quant=act_quant, apply_router_weight_on_input=True)
+    two_local = make_case(1, 208, 176, 2, 4, dtype=dtype, device="cuda", seed=47)
+    two_local.topk_ids = torch.tensor([[0, 5, 1, 3]], dtype=torch.int32, device="cuda")
+    check(two_local, dtype, act_quant=act_quant,
+          expert_map=torch.tensor([-1, 1, -1, 0, -1, -1], dtype=torch.int32, device="cuda"))
+
+
 # No route lands on a local expert (ids out of range or negative): no route block holds work, the
 # GEMM grids are all empty CTAs, and the output is exactly zero (written over a poisoned out).
 @pytest.mark.parametrize("M", [1, 6])
@@ -313,6 +354,7 @@ def test_no_valid_route_gives_zeros(M, act_quant):
     ("INT8_MOE_DECODE_AHEAD", "3", "auto, 2 or 4"),
     ("INT8_MOE_DECODE_PREFETCH_MB", "64", "auto, 0, 8, 16 or 32"),
     ("INT8_MOE_DECODE_MT", "4", "auto, 1 or 2"),
+    ("INT8_MOE_DIRECT_ROUTING", "yes", "auto, 0 or 1"),
 ])
 def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)
@@ -365,7 +407,7 @@ def test_hidden_size_not_a_multiple_of_8():
     check(make_case(29, 100, 48, 6, 3, device="cuda", bias=True, seed=13))
 
 
-@pytest.mark.parametrize("M", [3, 300])  # decode and tiled kernels
+@pytest.mark.parametrize("M", [1, 3, 300])  # decode (1: direct routing) and tiled kernels
 def test_hostile_ids_and_expert_map(M):
     case = make_case(M, 256, 176, 8, 4, device="cuda", seed=6)
     ids = case.topk_ids.clone()
@@ -387,7 +429,8 @@ def test_int64_ids_and_weight_on_input(M, dtype):
 
 
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
-@pytest.mark.parametrize("M, path", [(2, "auto"), (48, "auto"), (120, "auto"),  # decode, tiled
+@pytest.mark.parametrize("M, path", [(1, "auto"), (2, "auto"), (48, "auto"), (120, "auto"),
+                                     # decode (1: direct routing), tiled
                                      (512, "tiled"), (512, "grouped_mm"), (512, "wgmma")])
 def test_cuda_graph_capture_and_replay(monkeypatch, act_quant, M, path):
     if path == "grouped_mm" and not grouped_mm_available(torch.bfloat16):

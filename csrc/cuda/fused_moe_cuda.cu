@@ -2,7 +2,8 @@
 // forward is graph-capturable), and the launch sequence on the current stream:
 //   align (routes grouped by expert on the device) -> [W8A8: quantize x] -> GEMM1 + activation
 //   -> [W8A8: quantize the intermediate] -> GEMM2 * router weight -> fixed-order top-k sum.
-// No host sync anywhere.
+// One token on the decode kernel skips align: its GEMMs resolve the router ids themselves
+// (direct routing). No host sync anywhere.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -32,7 +33,7 @@ namespace {
 
 struct Routing {
   at::Tensor sorted_routes;  // [max_blocks * BM] int32
-  at::Tensor block_expert;   // [max_blocks] int32
+  at::Tensor block_expert;   // [max_blocks] int32 (undefined with direct routing)
   at::Tensor expert_end;     // [E] int32 (prefill path only)
   int64_t max_blocks;
 };
@@ -64,6 +65,16 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
   else
     launch(topk_ids.const_data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return r;
+}
+
+// Direct routing (one token on the decode kernel): block b is route b, resolved by the GEMMs
+// themselves (MoeGemmArgs::direct_ids); GEMM1 records the sorted routing, b at position b * BM,
+// for the kernels after it. No align kernel, and GEMM1 starts the chain.
+Routing direct_routes(const at::Tensor& topk_ids, const MoeProblem& p, int BM) {
+  Routing r;
+  r.max_blocks = p.M * p.topk;
+  r.sorted_routes = at::empty({r.max_blocks * BM}, topk_ids.options().dtype(at::kInt));
   return r;
 }
 
@@ -202,15 +213,18 @@ constexpr int64_t kDecodePrefetchMb = 16;
 // (benchmarks/NOTES.md, variant 15).
 constexpr int64_t kPdlMaxRoutes = 32;
 
-// How the decode chain launches (pdl.cuh) and tiles its GEMMs, from four knobs parsed on every
-// call (a bad value is an error whichever path runs):
+// How the decode chain launches (pdl.cuh), routes and tiles its GEMMs, from five knobs parsed on
+// every call (a bad value is an error whichever path runs):
 // - INT8_MOE_PDL = 0 | 1 turns programmatic dependent launch off or on (from compute
 //   capability 9.0; auto: on up to kPdlMaxRoutes routes);
 // - INT8_MOE_DECODE_AHEAD = 2 | 4 forces the weight chunks in flight per warp (decode_ahead);
 // - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none);
-// - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt).
+// - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt);
+// - INT8_MOE_DIRECT_ROUTING = 0 | 1 turns direct routing off or on where it exists (one token;
+//   auto: on).
 struct DecodeChain {
   bool pdl;
+  bool direct;             // direct routing (direct_routes)
   int ahead_knob;          // 0: decode_ahead's rule
   int mt_knob;             // 0: decode_mt's rule
   int64_t prefetch_bytes;  // budget of one GEMM's prefetch
@@ -223,10 +237,12 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int ahead = choice_knob("INT8_MOE_DECODE_AHEAD", {2, 4});
   const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
   const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
+  const int direct = choice_knob("INT8_MOE_DIRECT_ROUTING", {0, 1});
   DecodeChain c{};
   c.n_routes = p.M * p.topk;
   c.pdl = decode_path && compute_capability(device) >= 90 &&
           (pdl < 0 ? c.n_routes <= kPdlMaxRoutes : pdl == 1);
+  c.direct = decode_path && p.M == 1 && direct != 0;
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
   c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
@@ -408,9 +424,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
   const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
-  // The decode chain launches every kernel after align with PDL where it can (pdl.cuh).
+  // The decode chain launches every kernel after align (with direct routing: every kernel) with
+  // PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
-  const Routing r = align_routes(topk_ids, expert_map, p, BM, prefill, stream);
+  const Routing r = chain.direct ? direct_routes(topk_ids, p, BM)
+                                 : align_routes(topk_ids, expert_map, p, BM, prefill, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
@@ -419,12 +437,20 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g1.topk = p.topk;
   g1.topk_weights = topk_weights.const_data_ptr<float>();
   g1.sorted_routes = r.sorted_routes.const_data_ptr<int32_t>();
-  g1.block_expert = r.block_expert.const_data_ptr<int32_t>();
+  g1.block_expert = r.block_expert.defined() ? r.block_expert.const_data_ptr<int32_t>() : nullptr;
   g1.act = p.act;
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
   g1.raster_bytes = raster_bytes();
+  if (chain.direct) {
+    g1.direct_ids = topk_ids.const_data_ptr();
+    g1.direct_ids64 = topk_ids.scalar_type() == at::kLong;
+    g1.expert_map = map;
+    g1.E_global = p.E_global;
+    g1.E = p.E;
+  }
   MoeGemmArgs g2 = g1;
+  if (chain.direct) g1.record_routes = r.sorted_routes.mutable_data_ptr<int32_t>();
 
   g1.a = x.const_data_ptr();
   g1.a_rows_are_tokens = true;

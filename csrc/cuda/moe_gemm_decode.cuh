@@ -17,7 +17,9 @@
 // flight; with more CTAs, 4 costs occupancy (~80 registers instead of 64) and loses.
 //
 // Launched with PDL (pdl.cuh), a CTA may ask L2 for the start of its weight rows before it
-// waits on the previous kernel (prefetch_row_bytes), then reads the routing.
+// waits on the previous kernel (prefetch_row_bytes), then reads the routing. For one token the
+// routing may be direct (MoeGemmArgs::direct_ids): block b is route b, its expert resolved from
+// the router ids, so the chain needs no align kernel in front of GEMM1.
 //
 // W8A8 (AT = int8_t): int8 activation rows (a_scale per row), mma.m16n8k32.s8 with int32
 // accumulation and no widening; a token's 16 bytes of a chunk feed both k32 steps (step s:
@@ -31,6 +33,7 @@
 #include <type_traits>
 
 #include "moe_gemm_simt.cuh"
+#include "moe_routing.cuh"
 #include "pdl.cuh"
 
 namespace int8_moe {
@@ -139,6 +142,23 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
   }
 }
 
+// The local expert of route block b, or -1: the align kernel's block_expert, or with direct
+// routing route b's router id resolved. Through L2 (ld.global.cg): before its PDL wait a CTA
+// may read what was written two or more launches back, and this SM's L1 may hold a previous
+// call's lines.
+__device__ __forceinline__ int decode_block_expert(const MoeGemmArgs& g, int64_t b) {
+  if (g.direct_ids == nullptr) return __ldcg(g.block_expert + b);
+  const int64_t id = g.direct_ids64 ? __ldcg(static_cast<const int64_t*>(g.direct_ids) + b)
+                                    : __ldcg(static_cast<const int32_t*>(g.direct_ids) + b);
+  return resolve_expert(id, g.expert_map, g.E_global, g.E);
+}
+
+// The route at sorted position p of a BM-route block (-1: padding).
+__device__ __forceinline__ int32_t decode_route_at(const MoeGemmArgs& g, int64_t p, int BM) {
+  if (g.direct_ids == nullptr) return g.sorted_routes[p];
+  return p % BM == 0 ? static_cast<int32_t>(p / BM) : -1;
+}
+
 // CTAs per SM the register budget must allow with 2 chunks in flight: 8 at 8 routes per block
 // (<= 64 registers), 6 at 16 (<= 80: 84 would cost a sixth of the CTAs), 4 at 32. AHEAD = 4
 // runs with few CTAs and is left unbounded; MT = 2 (twice the rows per thread) gets half of
@@ -184,7 +204,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
   // previous call's lines).
   if (g.prefetch_row_bytes > 0 && warp == 0 && q == 0) {
-    const int pe = __ldcg(g.block_expert + blockIdx.x);
+    const int pe = decode_block_expert(g, blockIdx.x);
     if (pe >= 0) {
       const int8_t* Wp = g.w + static_cast<int64_t>(pe) * g.N * g.K;
 #pragma unroll
@@ -197,7 +217,10 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   }
   pdl_wait();  // every CTA, even an empty one: this grid must not complete before the previous
   pdl_launch_dependents();
-  const int e = g.block_expert[blockIdx.x];
+  const int e = decode_block_expert(g, blockIdx.x);
+  if (g.record_routes != nullptr && blockIdx.y == 0 && threadIdx.x < BM)
+    g.record_routes[pos0 + threadIdx.x] =
+        threadIdx.x == 0 && e >= 0 ? static_cast<int32_t>(blockIdx.x) : -1;
   if (e < 0) return;
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   // B operand: token (column) grp of each n-tile.
@@ -206,7 +229,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int64_t p = pos0 + t * 8 + grp;
-    const int32_t route = g.sorted_routes[p];
+    const int32_t route = decode_route_at(g, p, BM);
     brow[t] = route < 0 ? nullptr : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K;
   }
 
@@ -332,7 +355,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
       for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
         const int64_t p = pos0 + t * 8 + 2 * q + i;
-        const int32_t route = g.sorted_routes[p];
+        const int32_t route = decode_route_at(g, p, BM);
         if (route < 0) continue;
         store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][t][i]),
                                        static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j);

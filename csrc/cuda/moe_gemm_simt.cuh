@@ -48,6 +48,16 @@ struct MoeGemmArgs {
   // blocks per group launch_row_tiles derives from it.
   int64_t raster_bytes;
   int64_t raster_group;
+  // Direct routing (decode kernel, one token: no align kernel before it; direct_ids non-null):
+  // route block b holds route b alone, at sorted position b * BM, and its local expert is
+  // resolved here from the router ids (direct_ids, int64 when direct_ids64; expert_map may be
+  // null). record_routes (GEMM1): where the weight tile 0 CTAs write that sorted routing for
+  // the kernels after it (W8A8's intermediate quantization reads it); null in GEMM2.
+  const void* direct_ids;
+  bool direct_ids64;
+  const int32_t* expert_map;
+  int64_t E_global, E;
+  int32_t* record_routes;
 };
 
 // Weight row of virtual column v of a tile starting at n0. GATED: 0..31 gate, 32..63 up of
