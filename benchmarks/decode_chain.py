@@ -40,6 +40,7 @@ SETTINGS = {
     "auto mt1": dict(AUTO, DECODE_MT="1"),
     "auto pf32": dict(AUTO, DECODE_PREFETCH_MB="32"),
     "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
+    "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
     "auto": AUTO,
 }
 
