@@ -8,7 +8,9 @@ CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT) and, f
 direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel).
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
 routing); "auto" is the default.
-Floor: int8 bytes of the experts touched / copy rate.
+Floor: int8 bytes of the experts touched / copy rate. One timing round: the first column of a row
+("before") is timed first after new inputs and may read slow (bench_moe.py times two rounds);
+compare the other columns with each other.
 
 python benchmarks/decode_chain.py [--act-quant per_token]
 """
