@@ -4,10 +4,11 @@ For Mixtral-8x7B and Qwen3-30B-A3B at decode token counts, the int8 forward (CUD
 routing included) with each setting of the decode chain's knobs: programmatic dependent launch
 (INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB), the weight
 chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
-CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT) and, for one token,
-direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel).
+CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), for one token
+direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel), and
+GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy).
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
-routing); "auto" is the default.
+routing, one K slice); "auto" is the default.
 Floor: int8 bytes of the experts touched / copy rate. One timing round: the first column of a row
 ("before") is timed first after new inputs and may read slow (bench_moe.py times two rounds);
 compare the other columns with each other.
@@ -33,16 +34,20 @@ from int8_moe.presets import PRESETS  # noqa: E402
 from common import copy_bandwidth_gbs, device_name  # noqa: E402
 
 AUTO = dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto",
-            DIRECT_ROUTING="auto")
+            DIRECT_ROUTING="auto", DECODE_SPLITK="auto")
 SETTINGS = {
     "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0", DECODE_MT="1",
-                   DIRECT_ROUTING="0"),
+                   DIRECT_ROUTING="0", DECODE_SPLITK="1"),
     "pdl+pf16": dict(AUTO, PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1",
-                     DIRECT_ROUTING="0"),
+                     DIRECT_ROUTING="0", DECODE_SPLITK="1"),
     "auto mt1": dict(AUTO, DECODE_MT="1"),
     "auto pf32": dict(AUTO, DECODE_PREFETCH_MB="32"),
     "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
     "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
+    "auto split1": dict(AUTO, DECODE_SPLITK="1"),
+    "auto split2": dict(AUTO, DECODE_SPLITK="2"),
+    "split2 ahead4": dict(AUTO, DECODE_SPLITK="2", DECODE_AHEAD="4"),
+    "auto split4": dict(AUTO, DECODE_SPLITK="4"),
     "auto": AUTO,
 }
 

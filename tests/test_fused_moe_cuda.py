@@ -336,6 +336,40 @@ def test_direct_routing_agrees_with_aligned(monkeypatch, act_quant, dtype, bm):
           expert_map=torch.tensor([-1, 1, -1, 0, -1, -1], dtype=torch.int32, device="cuda"))
 
 
+# GEMM2 split over K (INT8_MOE_DECODE_SPLITK): each K slice writes partial per-route rows that
+# the top-k sum adds in a fixed order. K = I = 176 is 2.75 chunks of 64, so 4 slices leave the
+# last one empty (partials of zero, no bias) and 2 slices a short one; the bias is added once;
+# hostile ids, one token (direct routing) and several. Every split count agrees with the
+# reference and repeats bitwise.
+@pytest.mark.parametrize("M", [1, 3, 52])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_decode_split_over_k(monkeypatch, M, act_quant, dtype):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
+    case = make_case(M, 208, 176, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + 60,
+                     n_used_experts=9)
+    case.topk_ids[::2, 1] = -1
+    case.topk_ids[0, 2] = 40
+    for splits in ["1", "2", "4"]:
+        monkeypatch.setenv("INT8_MOE_DECODE_SPLITK", splits)
+        poison_cached_memory()  # a partial row left unwritten would read the poison
+        first = check(case, dtype, act_quant=act_quant, activation="swigluoai")
+        assert torch.equal(ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant,
+                                         activation="swigluoai"), first)
+
+
+# The automatic split: W8A16 GEMM2 rows of 8192 bytes with few busy CTAs (one token, 2 experts)
+# take 2 K slices, bitwise what INT8_MOE_DECODE_SPLITK=2 gives; W8A8 takes one.
+@pytest.mark.parametrize("act_quant, splits", [("none", "2"), ("per_token", "1")])
+def test_decode_split_rule_on_long_rows(monkeypatch, act_quant, splits):
+    case = make_case(1, 128, 8192, 2, 2, device="cuda", bias=True, seed=71)
+    outs = []
+    for knob in ["auto", splits]:
+        monkeypatch.setenv("INT8_MOE_DECODE_SPLITK", knob)
+        outs.append(check(case, act_quant=act_quant))
+    assert torch.equal(outs[0], outs[1])
+
+
 # No route lands on a local expert (ids out of range or negative): no route block holds work, the
 # GEMM grids are all empty CTAs, and the output is exactly zero (written over a poisoned out).
 @pytest.mark.parametrize("M", [1, 6])
@@ -355,6 +389,7 @@ def test_no_valid_route_gives_zeros(M, act_quant):
     ("INT8_MOE_DECODE_PREFETCH_MB", "64", "auto, 0, 8, 16 or 32"),
     ("INT8_MOE_DECODE_MT", "4", "auto, 1 or 2"),
     ("INT8_MOE_DIRECT_ROUTING", "yes", "auto, 0 or 1"),
+    ("INT8_MOE_DECODE_SPLITK", "3", "auto, 1, 2 or 4"),
 ])
 def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)

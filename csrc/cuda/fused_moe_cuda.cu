@@ -221,12 +221,14 @@ constexpr int64_t kPdlMaxRoutes = 32;
 // - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none);
 // - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt);
 // - INT8_MOE_DIRECT_ROUTING = 0 | 1 turns direct routing off or on where it exists (one token;
-//   auto: on).
+//   auto: on);
+// - INT8_MOE_DECODE_SPLITK = 1 | 2 | 4 forces the K slices of GEMM2 (decode_splits).
 struct DecodeChain {
   bool pdl;
   bool direct;             // direct routing (direct_routes)
   int ahead_knob;          // 0: decode_ahead's rule
   int mt_knob;             // 0: decode_mt's rule
+  int split_knob;          // 0: decode_splits' rule
   int64_t prefetch_bytes;  // budget of one GEMM's prefetch
   int64_t n_routes;
   int sms;
@@ -238,6 +240,7 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int mb = choice_knob("INT8_MOE_DECODE_PREFETCH_MB", {0, 8, 16, 32});
   const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
   const int direct = choice_knob("INT8_MOE_DIRECT_ROUTING", {0, 1});
+  const int split = choice_knob("INT8_MOE_DECODE_SPLITK", {1, 2, 4});
   DecodeChain c{};
   c.n_routes = p.M * p.topk;
   c.pdl = decode_path && compute_capability(device) >= 90 &&
@@ -245,6 +248,7 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   c.direct = decode_path && p.M == 1 && direct != 0;
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
+  c.split_knob = std::max(split, 0);
   c.prefetch_bytes = (mb < 0 ? kDecodePrefetchMb : mb) << 20;
   c.sms = sm_count(device);
   return c;
@@ -274,6 +278,21 @@ int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
   if (BM > 16) return 1;
   if (chain.mt_knob != 0) return chain.mt_knob;
   return BM == 16 && !int8_act ? 2 : 1;
+}
+
+// K slices of the decode GEMM2 (GEMM1 is never split: act() needs whole sums), each written as
+// partial per-route rows that the top-k sum adds in a fixed order: 2 for W8A16 on long rows (K >=
+// kDecodeLongK) when few CTAs hold routes (at most 4 per SM: Mixtral at M = 1), so that twice as
+// many CTAs, each with half of every row, stream the weights (Mixtral-8x7B M = 1: 0.171 -> 0.156
+// ms; W8A8 even, 0.151 vs 0.152; 4 slices 0.160; benchmarks/NOTES.md, variant 26); else 1.
+int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_act,
+                  const DecodeChain& chain) {
+  if (chain.split_knob != 0) return chain.split_knob;
+  if (int8_act) return 1;
+  const int mt = decode_mt(BM, int8_act, chain);
+  const double busy_per_sm =
+      static_cast<double>(decode_busy_ctas(g2, false, max_blocks, mt, chain)) / chain.sms;
+  return g2.K >= kDecodeLongK && busy_per_sm <= 4.0 ? 2 : 1;
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8;
@@ -367,19 +386,20 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
 
 // One decode-kernel GEMM. early: the routing was written two or more launches back (the kernel
 // before this one is not align), so with PDL its CTAs prefetch their weights before they wait.
+// splits: K slices (GEMM2 only; decode_splits), g.split_stride apart in g.out.
 // (GEMM1, right after align, once prefetched the expert of route b's router id for block b: with
 // it, the prefetch cost Mixtral 2-3% at M = 4-64 against PDL alone, where without it the
 // prefetch was neutral there, and Qwen3-30B-A3B at M = 1 did not gain; benchmarks/NOTES.md.)
 template <typename T, typename AT, bool GATED>
 void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& chain, bool early,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, int splits = 1) {
   const int mt = decode_mt(BM, std::is_same_v<AT, int8_t>, chain);
-  const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain);
+  const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain) * splits;
   if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
   const int ahead = decode_ahead<GATED>(g.K, BM, mt, static_cast<double>(busy) / chain.sms,
                                         chain.ahead_knob);
   const cudaError_t err =
-      launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, chain.pdl, stream);
+      launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, splits, chain.pdl, stream);
   C10_CUDA_CHECK(err);
 }
 
@@ -388,9 +408,10 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
 // quantized its activations (not align).
 template <typename T, bool GATED>
 void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, int wg,
-               int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream) {
+               int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream,
+               int splits = 1) {
   if (path == GemmPath::kDecode) {
-    gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream);
+    gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream, splits);
   } else if (path == GemmPath::kTiled) {
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
@@ -470,9 +491,12 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.K = p.I;
 
   // Per-route output rows in the activation dtype (as vLLM's): half the bytes of fp32 through
-  // GEMM2 and the top-k sum (benchmarks/NOTES.md, variant 20).
-  at::Tensor route_out = at::empty({n_routes, p.H}, x.options());
+  // GEMM2 and the top-k sum (benchmarks/NOTES.md, variant 20); one set per K slice of GEMM2.
+  const int splits =
+      path == GemmPath::kDecode ? decode_splits(g2, r.max_blocks, BM, p.per_token, chain) : 1;
+  at::Tensor route_out = at::empty({splits * n_routes, p.H}, x.options());
   g2.out = route_out.mutable_data_ptr();
+  g2.split_stride = n_routes * p.H;
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);
@@ -483,7 +507,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
       g2.a = inter.const_data_ptr();
       if (path == GemmPath::kDecode) {
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
-        gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream);
+        gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
         const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream);
         C10_CUDA_CHECK(e1);
@@ -517,7 +541,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
                              stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, ceil_div(p.H, kSimtRows), chain, stream);
+    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, ceil_div(p.H, kSimtRows), chain, stream,
+                        splits);
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();
@@ -536,7 +561,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     auto* kernel = vec8 ? &moe_topk_sum_kernel<T, IdT, 8> : &moe_topk_sum_kernel<T, IdT, 1>;
     C10_CUDA_CHECK(launch_kernel(kernel, dim3(grid), dim3(256), 0, stream, chain.pdl,
                                  reinterpret_cast<const T*>(route_out.const_data_ptr()), ids, map,
-                                 p.E_global, p.E, p.M, p.topk, p.H,
+                                 p.E_global, p.E, p.M, p.topk, splits, p.H,
                                  reinterpret_cast<T*>(out.mutable_data_ptr())));
   };
   if (topk_ids.scalar_type() == at::kInt)

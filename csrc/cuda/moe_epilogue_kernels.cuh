@@ -41,14 +41,16 @@ __global__ void __launch_bounds__(256)
 }
 
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
-// skipping routes whose expert is not on this rank; cast to T. Each thread sums VEC consecutive
+// skipping routes whose expert is not on this rank; cast to T. With GEMM2 split over K, each
+// route has `splits` partial rows, M * k rows apart, added slice by slice after its slot's
+// previous ones (a fixed order). Each thread sums VEC consecutive
 // h of one token (one wide load per route row; VEC = 8 needs H % 8 == 0 and aligned rows), so
 // the token's ids are resolved once per VEC outputs. Grid-stride over M * H / VEC.
 template <typename T, typename IdT, int VEC>
 __global__ void __launch_bounds__(256)
     moe_topk_sum_kernel(const T* __restrict__ route_out, const IdT* __restrict__ ids,
                         const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
-                        int64_t topk, int64_t H, T* __restrict__ out) {
+                        int64_t topk, int64_t splits, int64_t H, T* __restrict__ out) {
   pdl_wait();  // in a PDL chain (pdl.cuh)
   pdl_launch_dependents();
   using V = Pack<T, VEC>;
@@ -59,16 +61,19 @@ __global__ void __launch_bounds__(256)
     float s[VEC];
 #pragma unroll
     for (int u = 0; u < VEC; ++u) s[u] = 0.0f;
-    // Up to 8 slots' rows loaded at once (one memory round trip, not one per slot), then added
-    // in slot order.
-    for (int64_t j0 = 0; j0 < topk; j0 += 8) {
+    // Up to 8 rows (slot j, K slice z) loaded at once (one memory round trip, not one per
+    // row), then added in order.
+    const int64_t n_rows = topk * splits;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
       V v[8];
       bool ok[8];
 #pragma unroll
       for (int b = 0; b < 8; ++b) {
-        const int64_t j = j0 + b;
-        ok[b] = j < topk && resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0;
-        if (ok[b]) v[b] = *reinterpret_cast<const V*>(route_out + (t * topk + j) * H + h);
+        const int64_t j = (r0 + b) / splits, z = (r0 + b) % splits;
+        ok[b] = r0 + b < n_rows &&
+                resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0;
+        if (ok[b])
+          v[b] = *reinterpret_cast<const V*>(route_out + ((z * M + t) * topk + j) * H + h);
       }
 #pragma unroll
       for (int b = 0; b < 8; ++b) {

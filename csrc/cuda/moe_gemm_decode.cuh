@@ -115,14 +115,15 @@ __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
 // One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
 // route's sorted position p, intermediate column j (fp32 for W8A8, quantized per token next);
 // else the two output rows of the route times its router weight, rounded to T (the per-route
-// rows the top-k sum reads, in the activation dtype as vLLM's are). B is x itself, and
+// rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset: elements to the
+// rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
 // (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
 // applied here.
 template <typename T, bool INT8, bool GATED>
 __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
                                                float acc0, float acc1, const int64_t (&row)[2],
                                                const float (&s)[2], const float (&bv)[2],
-                                               int64_t j) {
+                                               int64_t j, int64_t out_offset = 0) {
   float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
   if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
   const float v0 = acc0 * in_mul * s[0] + bv[0];
@@ -136,7 +137,7 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
       static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
   } else {
     const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-    T* out = static_cast<T*>(g.out) + static_cast<int64_t>(route) * g.N;
+    T* out = static_cast<T*>(g.out) + out_offset + static_cast<int64_t>(route) * g.N;
     if (row[0] >= 0) out[row[0]] = Elem<T>::from_float(v0 * w);
     if (row[1] >= 0) out[row[1]] = Elem<T>::from_float(v1 * w);
   }
@@ -181,6 +182,14 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   const int grp = lane / 4, q = lane % 4;
   const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int64_t inter = g.N / 2;
+  // K slice (GEMM2 split over K, grid z; one slice otherwise): chunks c_begin .. c_end - 1.
+  const int64_t chunks_all = (g.K + kDecodeBK - 1) / kDecodeBK;
+  int64_t c_begin = 0, c_end = chunks_all;
+  if constexpr (!GATED) {
+    const int64_t per_slice = (chunks_all + gridDim.z - 1) / gridDim.z;
+    c_begin = min(chunks_all, static_cast<int64_t>(blockIdx.z) * per_slice);
+    c_end = min(chunks_all, c_begin + per_slice);
+  }
 
   // The two weight rows of this thread in each MMA tile m (MMA rows grp and grp + 8), -1 beyond
   // N; GATED: tile m holds intermediate columns (blockIdx.y * MT + m) * 8 .. + 7.
@@ -203,7 +212,10 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   // so they arrive while the previous kernel finishes. The routing is two or more launches old
   // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
   // previous call's lines).
-  if (g.prefetch_row_bytes > 0 && warp == 0 && q == 0) {
+  // (Within this CTA's K slice: the last one may be short.)
+  const int64_t pf_bytes =
+      min(g.prefetch_row_bytes, min(c_end * kDecodeBK, g.K) - c_begin * kDecodeBK);
+  if (pf_bytes > 0 && warp == 0 && q == 0) {
     const int pe = decode_block_expert(g, blockIdx.x);
     if (pe >= 0) {
       const int8_t* Wp = g.w + static_cast<int64_t>(pe) * g.N * g.K;
@@ -212,7 +224,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
         for (int h = 0; h < 2; ++h)
           if (row[m][h] >= 0)
-            prefetch_l2(Wp + row[m][h] * g.K, static_cast<uint32_t>(g.prefetch_row_bytes));
+            prefetch_l2(Wp + row[m][h] * g.K + c_begin * kDecodeBK,
+                        static_cast<uint32_t>(pf_bytes));
     }
   }
   pdl_wait();  // every CTA, even an empty one: this grid must not complete before the previous
@@ -234,7 +247,6 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   }
 
   Acc acc[MT][NT][4] = {};
-  const int64_t chunks = (g.K + kDecodeBK - 1) / kDecodeBK;
   // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none):
   // w[m][h] is row[m][h]'s.
   using Chunk = uint4[MT][2];
@@ -242,7 +254,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
     const int64_t k = c * kDecodeBK + q * 16;
 #pragma unroll
     for (int m = 0; m < MT; ++m) w[m][0] = w[m][1] = make_uint4(0, 0, 0, 0);
-    if (c < chunks && k < g.K) {
+    if (c < c_end && k < g.K) {
 #pragma unroll
       for (int m = 0; m < MT; ++m)
 #pragma unroll
@@ -257,8 +269,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   // routes per block, one CTA per SM less.)
   Chunk ahead[AHEAD];
 #pragma unroll
-  for (int i = 0; i < AHEAD; ++i) load_w(warp + i * kDecodeWarps, ahead[i]);
-  for (int64_t c = warp; c < chunks; c += kDecodeWarps) {
+  for (int i = 0; i < AHEAD; ++i) load_w(c_begin + warp + i * kDecodeWarps, ahead[i]);
+  for (int64_t c = c_begin + warp; c < c_end; c += kDecodeWarps) {
     Chunk w;
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
@@ -348,6 +360,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   for (int m = 0; m < MT; ++m) {
     float s[2], bv[2];
     load_row_scale_bias<T>(g, e, row[m], s, bv);
+    if (blockIdx.z > 0) bv[0] = bv[1] = 0.0f;  // the bias once, in K slice 0
     // GATED: intermediate column
     const int64_t j = (static_cast<int64_t>(blockIdx.y) * MT + m) * 8 + grp;
 #pragma unroll
@@ -358,7 +371,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
         const int32_t route = decode_route_at(g, p, BM);
         if (route < 0) continue;
         store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][t][i]),
-                                       static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j);
+                                       static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j,
+                                       blockIdx.z * g.split_stride);
       }
     }
   }
@@ -384,11 +398,15 @@ int decode_ahead(int64_t K, int BM, int mt, double busy_per_sm, int ahead_knob) 
 // AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). mt: MMA tiles per CTA
 // (2 exists with 2 chunks in flight and 8 or 16 routes per block). pdl: launch with
 // programmatic stream serialization (pdl.cuh).
+// splits: K slices (grid z; GEMM2 only), each writing its partial per-route rows
+// g.split_stride elements after the previous slice's, summed in order by the top-k sum.
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
-                               int mt, bool pdl, cudaStream_t stream) {
+                               int mt, int splits, bool pdl, cudaStream_t stream) {
+  if (GATED && splits != 1) return cudaErrorInvalidValue;  // act() needs whole sums
   const dim3 grid(static_cast<unsigned>(max_blocks),
-                  static_cast<unsigned>(ceil_div(decode_weight_tiles(g, GATED), mt)));
+                  static_cast<unsigned>(ceil_div(decode_weight_tiles(g, GATED), mt)),
+                  static_cast<unsigned>(splits));
   auto go = [&](void (*kernel)(MoeGemmArgs)) {
     return launch_kernel(kernel, grid, dim3(kDecodeThreads), 0, stream, pdl, g);
   };

@@ -58,6 +58,9 @@ struct MoeGemmArgs {
   const int32_t* expert_map;
   int64_t E_global, E;
   int32_t* record_routes;
+  // Decode GEMM2 split over K (grid z > 1): elements from one K slice's per-route rows in out
+  // to the next slice's.
+  int64_t split_stride;
 };
 
 // Weight row of virtual column v of a tile starting at n0. GATED: 0..31 gate, 32..63 up of

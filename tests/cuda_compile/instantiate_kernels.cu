@@ -50,7 +50,7 @@ template __global__ void quantize_act_rows_kernel<float>(const float*, int64_t, 
                                                          const int32_t*, int8_t*, float*);
 template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8>(
     const __nv_bfloat16*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
-    int64_t, __nv_bfloat16*);
+    int64_t, int64_t, __nv_bfloat16*);
 }  // namespace int8_moe
 
 #include "cuda/moe_gemm_decode.cuh"
@@ -58,7 +58,7 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8>(
 namespace int8_moe {
 #define INT8_MOE_DECODE(T, AT, GATED)                                                   \
   template cudaError_t launch_decode_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, int, \
-                                                        bool, cudaStream_t);
+                                                        int, bool, cudaStream_t);
 INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, true)
 INT8_MOE_DECODE(__nv_bfloat16, __nv_bfloat16, false)
 INT8_MOE_DECODE(__half, __half, true)
