@@ -1,13 +1,14 @@
 """Kernel-tuning table over every SPEC model shape and its tensor-parallel splits.
 
 For each model, each TP split of its intermediate size (I / tp for tp in --tp, when a multiple of
-16), and each token count M, it times the int8 forward (W8A16, or W8A8 with --act-quant
-per_token; CUDA-graph replays, routing included) with each kernel variant forced and with the
-default dispatch ("auto"): INT8_MOE_GEMM_PATH = decode (INT8_MOE_DECODE_BM = 8, 16, 32 routes
-per block), tiled, grouped_mm (W8A16) and wgmma (INT8_MOE_WGMMA_BN = 64, 128, 256) where
-they apply. One row per case: the routes per expert, the best variant, and how far "auto" is
-from it. The last line counts the cases where auto is within 5% of the best. Weights are random
-int8 with random scales (timing only), so the largest shapes load in seconds.
+16), and each token count M, it times the int8 forward (W8A16, or W8A8 with --act-quant per_token;
+CUDA-graph replays, routing included) with each kernel variant forced and with the default dispatch
+("auto"): INT8_MOE_GEMM_PATH = decode (INT8_MOE_DECODE_BM = 8, 16, 32 routes per block; up to 32
+routes also 8 with GEMM2 in 2 K slices, INT8_MOE_DECODE_SPLITK), tiled, grouped_mm (W8A16) and
+wgmma (INT8_MOE_WGMMA_BN = 64, 128, 256) where they apply. One row per case: the routes per expert,
+the best variant, and how far "auto" is from it. The last line counts the cases where auto is
+within 5% of the best. Weights are random int8 with random scales (timing only), so the largest
+shapes load in seconds.
 """
 
 from __future__ import annotations
@@ -31,15 +32,19 @@ MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 
 
 def variants_for(
-    per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool, w8a16: bool
+    per_expert: int, grouped_mm_ok: bool, wgmma_ok: bool, w8a16: bool, n_routes: int
 ) -> dict[str, dict]:
     """Label -> INT8_MOE_* knobs. Forcing decode far above its design point only wastes time
-    (it re-streams the weights once per block of routes). wgmma labels are routes per tile x
-    warpgroups per CTA (4 exists for W8A8 at 128 routes per tile)."""
+    (it re-streams the weights once per block of routes). Decode labels are routes per block,
+    then "k2" where GEMM2 is split over K in 2 slices (timed up to 32 routes, where few CTAs
+    hold routes). wgmma labels are routes per tile x warpgroups per CTA (4 exists for W8A8 at
+    128 routes per tile)."""
     v = {}
     if per_expert <= 64:
         for bm in ("8", "16", "32"):
-            v[f"decode/{bm}"] = dict(GEMM_PATH="decode", DECODE_BM=bm)
+            v[f"decode/{bm}"] = dict(GEMM_PATH="decode", DECODE_BM=bm, DECODE_SPLITK="1")
+        if n_routes <= 32:
+            v["decode/8 k2"] = dict(GEMM_PATH="decode", DECODE_BM="8", DECODE_SPLITK="2")
     v["tiled"] = dict(GEMM_PATH="tiled")
     if grouped_mm_ok and per_expert >= 16:
         v["grouped_mm"] = dict(GEMM_PATH="grouped_mm")
@@ -62,14 +67,15 @@ def time_case(
             x, *weights, tw, ids, activation=shape.activation, act_quant=act_quant
         )
 
-    with knobs(GEMM_PATH="auto", DECODE_BM="auto", WGMMA_BN="auto"):
+    with knobs(GEMM_PATH="auto", DECODE_BM="auto", WGMMA_BN="auto", DECODE_SPLITK="auto"):
         auto_ms = timed(run, graph=True)
     forced = {}
     # grouped_mm widens the weights for bf16 activations (W8A16 only); wgmma needs compute
     # capability 9.0.
     w8a16 = act_quant == "none"
     wgmma_ok = torch.cuda.get_device_capability() == (9, 0)
-    for label, env in variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok, w8a16).items():
+    variants = variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok, w8a16, M * shape.topk)
+    for label, env in variants.items():
         with knobs(**env):
             forced[label] = timed(run, graph=True)
     return auto_ms, forced

@@ -358,11 +358,13 @@ def test_decode_split_over_k(monkeypatch, M, act_quant, dtype):
                                          activation="swigluoai"), first)
 
 
-# The automatic split: W8A16 GEMM2 rows of 8192 bytes with few busy CTAs (one token, 2 experts)
-# take 2 K slices, bitwise what INT8_MOE_DECODE_SPLITK=2 gives; W8A8 takes one.
-@pytest.mark.parametrize("act_quant, splits", [("none", "2"), ("per_token", "1")])
-def test_decode_split_rule_on_long_rows(monkeypatch, act_quant, splits):
-    case = make_case(1, 128, 8192, 2, 2, device="cuda", bias=True, seed=71)
+# The automatic split: W8A16 GEMM2 rows of 2048 bytes or more with few busy CTAs (one token, 2
+# experts) take 2 K slices, bitwise what INT8_MOE_DECODE_SPLITK=2 gives; shorter rows and W8A8
+# take one.
+@pytest.mark.parametrize("act_quant, inter, splits", [("none", 2048, "2"), ("none", 1792, "1"),
+                                                      ("per_token", 8192, "1")])
+def test_decode_split_rule_on_long_rows(monkeypatch, act_quant, inter, splits):
+    case = make_case(1, 128, inter, 2, 2, device="cuda", bias=True, seed=71)
     outs = []
     for knob in ["auto", splits]:
         monkeypatch.setenv("INT8_MOE_DECODE_SPLITK", knob)
