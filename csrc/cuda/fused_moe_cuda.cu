@@ -401,8 +401,11 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
   const int mt = decode_mt(BM, std::is_same_v<AT, int8_t>, chain);
   const int64_t busy = decode_busy_ctas(g, GATED, max_blocks, mt, chain) * splits;
   if (chain.pdl && early) g.prefetch_row_bytes = decode_prefetch_row_bytes(g, busy, mt, chain);
-  const int ahead = decode_ahead<GATED>(g.K, BM, mt, static_cast<double>(busy) / chain.sms,
-                                        chain.ahead_knob);
+  // (A split GEMM2 keeps 2 chunks in flight: with 4 its CTAs no longer fit one wave.)
+  const int ahead = splits > 1 ? 2
+                               : decode_ahead<GATED>(g.K, BM, mt,
+                                                     static_cast<double>(busy) / chain.sms,
+                                                     chain.ahead_knob);
   const cudaError_t err =
       launch_decode_gemm<T, AT, GATED>(g, max_blocks, BM, ahead, mt, splits, chain.pdl, stream);
   C10_CUDA_CHECK(err);
@@ -563,7 +566,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(work, 256), 65536));
   auto sum = [&](auto* ids) {
     using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
-    auto* kernel = vec8 ? &moe_topk_sum_kernel<T, IdT, 8> : &moe_topk_sum_kernel<T, IdT, 1>;
+    auto* kernel = splits > 1 ? (vec8 ? &moe_topk_sum_kernel<T, IdT, 8, true>
+                                      : &moe_topk_sum_kernel<T, IdT, 1, true>)
+                              : (vec8 ? &moe_topk_sum_kernel<T, IdT, 8>
+                                      : &moe_topk_sum_kernel<T, IdT, 1>);
     C10_CUDA_CHECK(launch_kernel(kernel, dim3(grid), dim3(256), 0, stream, chain.pdl,
                                  reinterpret_cast<const T*>(route_out.const_data_ptr()), ids, map,
                                  p.E_global, p.E, p.M, p.topk, splits, p.H,

@@ -41,12 +41,13 @@ __global__ void __launch_bounds__(256)
 }
 
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
-// skipping routes whose expert is not on this rank; cast to T. With GEMM2 split over K, each
+// skipping routes whose expert is not on this rank; cast to T. SPLIT (GEMM2 split over K): each
 // route has `splits` partial rows, M * k rows apart, added slice by slice after its slot's
-// previous ones (a fixed order). Each thread sums VEC consecutive
-// h of one token (one wide load per route row; VEC = 8 needs H % 8 == 0 and aligned rows), so
-// the token's ids are resolved once per VEC outputs. Grid-stride over M * H / VEC.
-template <typename T, typename IdT, int VEC>
+// previous ones (a fixed order); a compile-time flag so that the unsplit sum carries none of its
+// code. Each thread sums VEC consecutive h of one token (one wide load per route row; VEC = 8
+// needs H % 8 == 0 and aligned rows), so the token's ids are resolved once per VEC outputs.
+// Grid-stride over M * H / VEC.
+template <typename T, typename IdT, int VEC, bool SPLIT = false>
 __global__ void __launch_bounds__(256)
     moe_topk_sum_kernel(const T* __restrict__ route_out, const IdT* __restrict__ ids,
                         const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
@@ -55,25 +56,33 @@ __global__ void __launch_bounds__(256)
   pdl_launch_dependents();
   using V = Pack<T, VEC>;
   const int64_t HV = H / VEC;
+  const int64_t n_rows = SPLIT ? topk * splits : topk;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * HV;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / HV, h = (i % HV) * VEC;
     float s[VEC];
 #pragma unroll
     for (int u = 0; u < VEC; ++u) s[u] = 0.0f;
-    // Up to 8 rows (slot j, K slice z) loaded at once (one memory round trip, not one per
-    // row), then added in order.
-    const int64_t n_rows = topk * splits;
+    // Up to 8 rows loaded at once (one memory round trip, not one per row), then added in
+    // order. SPLIT: row r is slot j, K slice z, kept as counters (a 64-bit division per row
+    // is a long chain of dependent instructions).
+    int64_t j = 0, z = 0;
     for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
       V v[8];
       bool ok[8];
 #pragma unroll
       for (int b = 0; b < 8; ++b) {
-        const int64_t j = (r0 + b) / splits, z = (r0 + b) % splits;
+        if constexpr (!SPLIT) j = r0 + b;
         ok[b] = r0 + b < n_rows &&
                 resolve_expert(ids[t * topk + j], expert_map, E_global, E) >= 0;
         if (ok[b])
           v[b] = *reinterpret_cast<const V*>(route_out + ((z * M + t) * topk + j) * H + h);
+        if constexpr (SPLIT) {
+          if (++z == splits) {
+            z = 0;
+            ++j;
+          }
+        }
       }
 #pragma unroll
       for (int b = 0; b < 8; ++b) {

@@ -172,9 +172,12 @@ constexpr int kDecodeMinBlocks = AHEAD > 2 ? 1 : (NT == 1 ? 8 : NT == 2 ? 6 : 4)
 // tiles per CTA (1 or 2); with 2, each activation chunk loaded feeds two weight tiles, which
 // halves the activation bytes read per weight byte (the L1/L2 traffic that, with 16 bf16
 // routes per block, is twice the weights').
-template <typename T, typename AT, int NT, bool GATED, int AHEAD, int MT = 1>
+// SPLIT (GEMM2 only): grid z splits K into slices (see the K slice below); a compile-time flag so
+// that the unsplit kernels carry none of its code.
+template <typename T, typename AT, int NT, bool GATED, int AHEAD, int MT = 1, bool SPLIT = false>
 __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT>)
     moe_gemm_decode_kernel(MoeGemmArgs g) {
+  static_assert(!(SPLIT && GATED), "act() needs whole sums: GEMM1 is never split");
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
   constexpr int BM = 8 * NT;
@@ -182,13 +185,14 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   const int grp = lane / 4, q = lane % 4;
   const int64_t pos0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int64_t inter = g.N / 2;
-  // K slice (GEMM2 split over K, grid z; one slice otherwise): chunks c_begin .. c_end - 1.
-  const int64_t chunks_all = (g.K + kDecodeBK - 1) / kDecodeBK;
-  int64_t c_begin = 0, c_end = chunks_all;
-  if constexpr (!GATED) {
-    const int64_t per_slice = (chunks_all + gridDim.z - 1) / gridDim.z;
-    c_begin = min(chunks_all, static_cast<int64_t>(blockIdx.z) * per_slice);
-    c_end = min(chunks_all, c_begin + per_slice);
+  // This CTA's 64-byte K chunks: c_begin .. c_end - 1. SPLIT: slice blockIdx.z of gridDim.z,
+  // known here (its prefetch starts at c_begin); else all of K, set after the PDL wait.
+  int64_t c_begin = 0, c_end = 0;
+  if constexpr (SPLIT) {
+    const int64_t chunks = (g.K + kDecodeBK - 1) / kDecodeBK;
+    const int64_t per_slice = (chunks + gridDim.z - 1) / gridDim.z;
+    c_begin = min(chunks, static_cast<int64_t>(blockIdx.z) * per_slice);
+    c_end = min(chunks, c_begin + per_slice);
   }
 
   // The two weight rows of this thread in each MMA tile m (MMA rows grp and grp + 8), -1 beyond
@@ -212,9 +216,9 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   // so they arrive while the previous kernel finishes. The routing is two or more launches old
   // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
   // previous call's lines).
-  // (Within this CTA's K slice: the last one may be short.)
-  const int64_t pf_bytes =
-      min(g.prefetch_row_bytes, min(c_end * kDecodeBK, g.K) - c_begin * kDecodeBK);
+  // (SPLIT: within this CTA's K slice; the last one may be short.)
+  int64_t pf_bytes = g.prefetch_row_bytes;
+  if constexpr (SPLIT) pf_bytes = min(pf_bytes, min(c_end * kDecodeBK, g.K) - c_begin * kDecodeBK);
   if (pf_bytes > 0 && warp == 0 && q == 0) {
     const int pe = decode_block_expert(g, blockIdx.x);
     if (pe >= 0) {
@@ -247,6 +251,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   }
 
   Acc acc[MT][NT][4] = {};
+  if constexpr (!SPLIT) c_end = (g.K + kDecodeBK - 1) / kDecodeBK;
   // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none):
   // w[m][h] is row[m][h]'s.
   using Chunk = uint4[MT][2];
@@ -269,7 +274,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   // routes per block, one CTA per SM less.)
   Chunk ahead[AHEAD];
 #pragma unroll
-  for (int i = 0; i < AHEAD; ++i) load_w(c_begin + warp + i * kDecodeWarps, ahead[i]);
+  for (int i = 0; i < AHEAD; ++i) load_w(c_begin + (warp + i * kDecodeWarps), ahead[i]);
   for (int64_t c = c_begin + warp; c < c_end; c += kDecodeWarps) {
     Chunk w;
 #pragma unroll
@@ -360,7 +365,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   for (int m = 0; m < MT; ++m) {
     float s[2], bv[2];
     load_row_scale_bias<T>(g, e, row[m], s, bv);
-    if (blockIdx.z > 0) bv[0] = bv[1] = 0.0f;  // the bias once, in K slice 0
+    if (SPLIT && blockIdx.z > 0) bv[0] = bv[1] = 0.0f;  // the bias once, in K slice 0
     // GATED: intermediate column
     const int64_t j = (static_cast<int64_t>(blockIdx.y) * MT + m) * 8 + grp;
 #pragma unroll
@@ -372,7 +377,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
         if (route < 0) continue;
         store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][t][i]),
                                        static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j,
-                                       blockIdx.z * g.split_stride);
+                                       SPLIT ? blockIdx.z * g.split_stride : 0);
       }
     }
   }
@@ -398,18 +403,27 @@ int decode_ahead(int64_t K, int BM, int mt, double busy_per_sm, int ahead_knob) 
 // AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). mt: MMA tiles per CTA
 // (2 exists with 2 chunks in flight and 8 or 16 routes per block). pdl: launch with
 // programmatic stream serialization (pdl.cuh).
-// splits: K slices (grid z; GEMM2 only), each writing its partial per-route rows
-// g.split_stride elements after the previous slice's, summed in order by the top-k sum.
+// splits: K slices (grid z; GEMM2 only, with 2 chunks in flight whatever `ahead` says), each
+// writing its partial per-route rows g.split_stride elements after the previous slice's,
+// summed in order by the top-k sum.
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_decode_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BM, int ahead,
                                int mt, int splits, bool pdl, cudaStream_t stream) {
-  if (GATED && splits != 1) return cudaErrorInvalidValue;  // act() needs whole sums
   const dim3 grid(static_cast<unsigned>(max_blocks),
                   static_cast<unsigned>(ceil_div(decode_weight_tiles(g, GATED), mt)),
                   static_cast<unsigned>(splits));
   auto go = [&](void (*kernel)(MoeGemmArgs)) {
     return launch_kernel(kernel, grid, dim3(kDecodeThreads), 0, stream, pdl, g);
   };
+  if constexpr (GATED) {
+    if (splits != 1) return cudaErrorInvalidValue;  // act() needs whole sums
+  } else if (splits > 1) {
+    if (mt == 2 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, false, 2, 2, true>);
+    if (mt == 2 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, false, 2, 2, true>);
+    if (BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, false, 2, 1, true>);
+    if (BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, false, 2, 1, true>);
+    return go(&moe_gemm_decode_kernel<T, AT, 4, false, 2, 1, true>);
+  }
   if (mt == 2 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 2, 2>);
   if (mt == 2 && BM == 16) return go(&moe_gemm_decode_kernel<T, AT, 2, GATED, 2, 2>);
   if (ahead == 4 && BM == 8) return go(&moe_gemm_decode_kernel<T, AT, 1, GATED, 4>);

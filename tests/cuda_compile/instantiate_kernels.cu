@@ -51,6 +51,9 @@ template __global__ void quantize_act_rows_kernel<float>(const float*, int64_t, 
 template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8>(
     const __nv_bfloat16*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, __nv_bfloat16*);
+template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8, true>(
+    const __nv_bfloat16*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, __nv_bfloat16*);
 }  // namespace int8_moe
 
 #include "cuda/moe_gemm_decode.cuh"
