@@ -46,7 +46,6 @@ SETTINGS = {
     "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
     "auto split1": dict(AUTO, DECODE_SPLITK="1"),
     "auto split2": dict(AUTO, DECODE_SPLITK="2"),
-    "split2 ahead4": dict(AUTO, DECODE_SPLITK="2", DECODE_AHEAD="4"),
     "auto split4": dict(AUTO, DECODE_SPLITK="4"),
     "auto": AUTO,
 }

@@ -20,8 +20,9 @@ export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 # biases, both gated layouts; hostile and mapped ids; int64 ids with the input-side weight; the
 # W8A8 and fp32 paths; many experts (routing scan); two streams at once; every quantization path,
 # unaligned views and non-finite rows; the grouped CTA orders (tile_order); one token's direct
-# routing; the decode GEMM2 split over K. Left out: graph capture (it needs the caching allocator), the full model shapes and
-# > 2^31 elements (minutes under instrumentation, same kernels).
+# routing; the decode GEMM2 split over K. Left out: graph capture (it needs the caching
+# allocator), the full model shapes and > 2^31 elements (minutes under instrumentation, same
+# kernels).
 SELECT="forced or w8a8 or hostile or weight_on_input or every_kernel_path or per_token_and_fp32 \
 or (many_experts and not 1500) or two_streams or equals_cpu_on_every_path or unaligned \
 or non_finite or decode_chain or no_valid_route or tile_order or direct_routing or decode_split"

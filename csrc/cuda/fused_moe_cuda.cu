@@ -391,10 +391,10 @@ void launch_simt(const MoeGemmArgs& g, int64_t max_blocks, int64_t n_tiles, cuda
 
 // One decode-kernel GEMM. early: the routing was written two or more launches back (the kernel
 // before this one is not align), so with PDL its CTAs prefetch their weights before they wait.
-// splits: K slices (GEMM2 only; decode_splits), g.split_stride apart in g.out.
 // (GEMM1, right after align, once prefetched the expert of route b's router id for block b: with
 // it, the prefetch cost Mixtral 2-3% at M = 4-64 against PDL alone, where without it the
 // prefetch was neutral there, and Qwen3-30B-A3B at M = 1 did not gain; benchmarks/NOTES.md.)
+// splits: K slices (GEMM2 only; decode_splits), g.split_stride apart in g.out.
 template <typename T, typename AT, bool GATED>
 void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& chain, bool early,
                  cudaStream_t stream, int splits = 1) {
