@@ -8,6 +8,7 @@ with the kernels (the grouped CTA order) is built by nvcc and run on the CPU.
 """
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -41,6 +42,26 @@ def test_quantize_kernel_benchmark_compiles(tmp_path):
            f"{ROOT}/benchmarks/quantize_kernel_variants.cu", "-o", str(tmp_path / "qkv")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
+    """The decode GEMM2 split over K is a compile-time flag (the last template argument, SPLIT):
+    only the split kernels read blockIdx.z (%ctaid.z in PTX), the others compile to the code they
+    had before the split existed."""
+    ptx = tmp_path / "decode.ptx"
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/decode_split_ptx.cu",
+           "-o", str(ptx)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    entries = re.split(r"\.entry ", ptx.read_text())[1:]
+    split = {e.split("(")[0]: "%ctaid.z" in e for e in entries if "moe_gemm_decode_kernel" in e}
+    # Mangled template arguments end in "Lb1E" (SPLIT = true) or "Lb0E" before the parameters.
+    flagged = {name: name.endswith("Lb1EEEvNS_11MoeGemmArgsE") for name in split}
+    assert any(flagged.values()) and not all(flagged.values()), sorted(split)
+    for name, reads_z in split.items():
+        assert reads_z == flagged[name], name
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
