@@ -47,8 +47,8 @@ def test_quantize_kernel_benchmark_compiles(tmp_path):
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
     """The decode GEMM2 split over K is a compile-time flag (the last template argument, SPLIT):
-    only the split kernels read blockIdx.z (%ctaid.z in PTX), the others compile to the code they
-    had before the split existed."""
+    only the split kernels read blockIdx.z (%ctaid.z in PTX). (scripts/ptx_compare.py compares
+    every kernel with an earlier revision's.)"""
     ptx = tmp_path / "decode.ptx"
     cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
            "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/decode_split_ptx.cu",

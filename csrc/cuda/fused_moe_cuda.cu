@@ -284,12 +284,12 @@ int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
 constexpr int64_t kDecodeSplitMinK = 2048;
 
 // K slices of the decode GEMM2 (GEMM1 is never split: act() needs whole sums), each written as
-// partial per-route rows that the top-k sum adds in a fixed order: 2 for W8A16 on rows of at
-// least kDecodeSplitMinK bytes when few CTAs hold routes (at most 4 per SM: Mixtral at M = 1), so
-// that twice as many CTAs, each with half of every row, stream the weights; else 1. At M = 1,
-// 2 slices against 1: Mixtral-8x7B I = 14336 / 7168 / 3584 0.92x / 0.92x / 0.89x the time, I =
-// 1792 even, Qwen1.5-MoE I = 1408 0.96x, 704 and less 1.05-1.10x; W8A8 on Mixtral even (0.151
-// vs 0.152 ms); 4 slices slower than 2 (benchmarks/NOTES.md, variant 26).
+// partial per-route rows that the top-k sum adds in a fixed order: 2 for W8A16 on rows of at least
+// kDecodeSplitMinK bytes when few CTAs hold routes (kDecodeFewBusyPerSm: Mixtral at M = 1), so that
+// twice as many CTAs, each with half of every row, stream the weights; else 1. At M = 1, 2 slices
+// against 1: Mixtral-8x7B I = 14336 / 7168 / 3584 0.92x / 0.92x / 0.89x the time, I = 1792 even,
+// Qwen1.5-MoE I = 1408 0.96x, 704 and less 1.05-1.10x; W8A8 on Mixtral even (0.151 vs 0.152 ms); 4
+// slices slower than 2 (benchmarks/NOTES.md, variant 26).
 int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_act,
                   const DecodeChain& chain) {
   if (chain.split_knob != 0) return chain.split_knob;
@@ -297,7 +297,7 @@ int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_a
   const int mt = decode_mt(BM, int8_act, chain);
   const double busy_per_sm =
       static_cast<double>(decode_busy_ctas(g2, false, max_blocks, mt, chain)) / chain.sms;
-  return g2.K >= kDecodeSplitMinK && busy_per_sm <= 4.0 ? 2 : 1;
+  return g2.K >= kDecodeSplitMinK && busy_per_sm <= kDecodeFewBusyPerSm ? 2 : 1;
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8;

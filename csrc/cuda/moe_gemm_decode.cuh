@@ -393,11 +393,15 @@ inline int64_t decode_weight_tiles(const MoeGemmArgs& g, bool gated) {
 // per SM. ahead_knob (0: this rule; 2 or 4) overrides it where 4 exists (one MMA tile per CTA,
 // mt = 1; GEMM1: 8-route blocks; GEMM2: 8 and 16).
 constexpr int64_t kDecodeLongK = 8192;
+// CTAs holding routes per SM up to which a decode GEMM counts as having few (Mixtral's GEMM2 at
+// M = 1: 512 for 132 SMs); with few, each CTA needs more bytes in flight (here, and the K split
+// of GEMM2 in fused_moe_cuda.cu's decode_splits).
+constexpr double kDecodeFewBusyPerSm = 4.0;
 template <bool GATED>
 int decode_ahead(int64_t K, int BM, int mt, double busy_per_sm, int ahead_knob) {
   if (mt > 1 || BM > (GATED ? 8 : 16)) return 2;
   if (ahead_knob != 0) return ahead_knob;
-  return !GATED && K >= kDecodeLongK && busy_per_sm <= 4.0 ? 4 : 2;
+  return !GATED && K >= kDecodeLongK && busy_per_sm <= kDecodeFewBusyPerSm ? 4 : 2;
 }
 
 // AT = T: W8A16; AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row). mt: MMA tiles per CTA

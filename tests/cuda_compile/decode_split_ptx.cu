@@ -1,7 +1,7 @@
 // The decode GEMM's launcher for one activation type (W8A16 bf16, GEMM2), which instantiates the
 // kernels with and without the K split, compiled to PTX by tests/test_cuda_compile.py: the
-// unsplit kernels must carry none of the split's code (it cost Qwen3-30B-A3B decode 1-5 us when
-// they did; benchmarks/NOTES.md, variant 26).
+// unsplit kernels must not read blockIdx.z, which only the split needs (the split's code in them
+// cost Qwen3-30B-A3B decode 1-5 us; benchmarks/NOTES.md, variant 26).
 #include "cuda/moe_gemm_decode.cuh"
 
 namespace int8_moe {
