@@ -37,6 +37,30 @@ def graph_ms(fn, reps: int = 200) -> float:
     return bench_ms(g.replay, warmup=10, reps=reps)
 
 
+def steady_graph_ms(fns, calls: int, reps: int = 20) -> float:
+    """Median milliseconds of one call when `calls` calls run back to back inside one CUDA graph.
+
+    The calls cycle through `fns`: the same layer on distinct copies of its weights, so that L2
+    does not carry one call's weights to the next (a model's layers each bring their own). This
+    is how a layer runs inside a serving engine's captured decode step: after its neighbours, with
+    no host launch between them. vLLM's benchmarks/kernels/benchmark_moe.py times 10 calls in one
+    graph the same way (one copy). Timing each replay of a one-call graph from an idle GPU
+    (graph_ms) adds the graph launch's host latency, ~4-5 us on an H100 (NOTES.md).
+    """
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for fn in fns:
+            for _ in range(2):
+                fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(calls):
+            fns[i % len(fns)]()
+    return bench_ms(g.replay, warmup=3, reps=reps) / calls
+
+
 def copy_bandwidth_gbs(nbytes: int = 2 << 30) -> float:
     """Device-to-device copy rate, counting bytes read plus bytes written (GB/s)."""
     src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_(0, 255)

@@ -9,6 +9,10 @@ makes identical work read the same can be told from the ones that do not:
   reuse    one graph captured once, timed again and again the same way
   warm20   like fresh, after 20 ms of back-to-back replays
   stream   N replays back to back between two events, divided by N (no idle gaps)
+  steady1  common.steady_graph_ms: 12 calls in one graph, one copy of the weights
+  steady3  the same cycling through 3 copies of the weights (bench_moe's method since session
+           20: no call finds its weights in L2 from the call before)
+  empty    a one-kernel graph timed as `fresh` times: the launch latency alone
 Each is interleaved with the host-bound per-expert loop (what bench_moe times before the
 forced rows) and with the other configuration, in alternation, several times.
 """
@@ -29,7 +33,7 @@ import int8_moe  # noqa: E402
 from int8_moe.cli import random_layer, random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
 
-from common import bench_ms  # noqa: E402
+from common import bench_ms, steady_graph_ms  # noqa: E402
 
 
 def capture(fn):
@@ -72,7 +76,8 @@ def main():
     args = parser.parse_args()
     shape = PRESETS[args.model]
     w13, w2, _, _ = random_layer(shape, torch.bfloat16, "cuda")
-    layer = int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone())
+    layers = [int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone()) for _ in range(3)]
+    layer = layers[0]
     layer8 = int8_moe.Int8MoE.from_weights(w13.clone(), w2.clone(), act_quant="per_token")
     loop = loop_layer(w13, w2)
     x = torch.randn(args.M, shape.hidden, dtype=torch.bfloat16, device="cuda")
@@ -88,7 +93,9 @@ def main():
         with gemm_path("decode"):
             return layer(x, tw, ids)
 
-    configs = {"auto": auto, "forced": forced, "w8a8": w8a8}
+    tiny = torch.zeros(1, device="cuda")
+    configs = {"auto": auto, "forced": forced, "w8a8": w8a8, "empty": lambda: tiny.add_(1)}
+    copies = [lambda f=f: f(x, tw, ids) for f in layers]
     graphs = {k: capture(f) for k, f in configs.items()}
     res: dict[tuple[str, str], list[float]] = {}
 
@@ -108,6 +115,8 @@ def main():
             replay_for(g, 20.0)
             note("warm20", key, bench_ms(g.replay, warmup=0, reps=100))
             note("stream", key, stream_ms(graphs[key]))
+        note("steady1", "auto", steady_graph_ms(copies[:1], calls=12))
+        note("steady3", "auto", steady_graph_ms(copies, calls=12))
     print(f"\n{torch.cuda.get_device_name()} {args.model} M={args.M}: median / min / max (us)")
     print("| method | config | median | min | max |")
     print("|---|---|---|---|---|")
