@@ -10,8 +10,9 @@ of the layer on distinct weights (common.steady_graph_ms): a call's time is the 
 calls, with no host launch in it and no weights left in L2 by the call before, as a layer runs
 inside a serving engine's captured decode step. The "W8A16 idle" column times one call per
 replay from an idle GPU instead (common.graph_ms, how this benchmark timed until session 20),
-which adds the graph launch's host latency: ~4-5 us at decode sizes, where Qwen3-30B-A3B M = 1
-reads ~27 us that way against ~22 us back to back (results/timing_probe_h100.log).
+which adds the graph launch's host latency: 1.5-3 us at decode sizes (Qwen3-30B-A3B M = 1
+25-27 us that way against 22.0-22.3 back to back; an empty one-kernel graph 9-20 us against
+2.5-3.0; results/timing_probe_h100.log).
 Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / bf16 matmul
 rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I. W8A8's floor uses the
 int8 matmul rate (torch._int_mm on a large product) instead of the bf16 one.

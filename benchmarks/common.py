@@ -45,7 +45,8 @@ def steady_graph_ms(fns, calls: int, reps: int = 20) -> float:
     is how a layer runs inside a serving engine's captured decode step: after its neighbours, with
     no host launch between them. vLLM's benchmarks/kernels/benchmark_moe.py times 10 calls in one
     graph the same way (one copy). Timing each replay of a one-call graph from an idle GPU
-    (graph_ms) adds the graph launch's host latency, ~4-5 us on an H100 (NOTES.md).
+    (graph_ms) adds the graph launch's host latency: 1.5-3 us of a decode-size layer on an H100
+    (benchmarks/NOTES.md, "Timing").
     """
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
