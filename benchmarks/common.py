@@ -23,18 +23,26 @@ def bench_ms(fn, warmup: int = 5, reps: int = 30) -> float:
     return statistics.median(times)
 
 
-def graph_ms(fn, reps: int = 200) -> float:
-    """Median milliseconds of one replay of fn captured in a CUDA graph (launch gaps removed)."""
+def capture_graph(fns, calls: int = 1, warmup: int = 3) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of `calls` calls cycling through fns, each fn first run `warmup` times on a
+    side stream (as graph capture requires: allocations and lazy setup happen outside it)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        fn()
-    return bench_ms(g.replay, warmup=10, reps=reps)
+        for i in range(calls):
+            fns[i % len(fns)]()
+    return g
+
+
+def graph_ms(fn, reps: int = 200) -> float:
+    """Median milliseconds of one replay of fn captured in a CUDA graph (launch gaps removed)."""
+    return bench_ms(capture_graph([fn]).replay, warmup=10, reps=reps)
 
 
 def steady_graph_ms(fns, calls: int, reps: int = 20) -> float:
@@ -48,17 +56,7 @@ def steady_graph_ms(fns, calls: int, reps: int = 20) -> float:
     (graph_ms) adds the graph launch's host latency: 1.5-3 us of a decode-size layer on an H100
     (benchmarks/NOTES.md, "Timing").
     """
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for fn in fns:
-            for _ in range(2):
-                fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(calls):
-            fns[i % len(fns)]()
+    g = capture_graph(fns, calls=calls, warmup=2)
     return bench_ms(g.replay, warmup=3, reps=reps) / calls
 
 

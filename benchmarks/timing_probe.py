@@ -33,20 +33,7 @@ import int8_moe  # noqa: E402
 from int8_moe.cli import random_layer, random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
 
-from common import bench_ms, steady_graph_ms  # noqa: E402
-
-
-def capture(fn):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return g
+from common import bench_ms, capture_graph, steady_graph_ms  # noqa: E402
 
 
 def replay_for(g, ms: float):
@@ -96,7 +83,7 @@ def main():
     tiny = torch.zeros(1, device="cuda")
     configs = {"auto": auto, "forced": forced, "w8a8": w8a8, "empty": lambda: tiny.add_(1)}
     copies = [lambda f=f: f(x, tw, ids) for f in layers]
-    graphs = {k: capture(f) for k, f in configs.items()}
+    graphs = {k: capture_graph([f]) for k, f in configs.items()}
     res: dict[tuple[str, str], list[float]] = {}
 
     def note(method, key, ms):
@@ -111,7 +98,7 @@ def main():
             timed(lambda: loop(x, tw, ids), graph=False)
             note("reuse", key, bench_ms(graphs[key].replay, warmup=10, reps=100))
             timed(lambda: loop(x, tw, ids), graph=False)
-            g = capture(configs[key])
+            g = capture_graph([configs[key]])
             replay_for(g, 20.0)
             note("warm20", key, bench_ms(g.replay, warmup=0, reps=100))
             note("stream", key, stream_ms(graphs[key]))
