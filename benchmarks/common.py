@@ -41,7 +41,9 @@ def capture_graph(fns, calls: int = 1, warmup: int = 3) -> torch.cuda.CUDAGraph:
 
 
 def graph_ms(fn, reps: int = 200) -> float:
-    """Median milliseconds of one replay of fn captured in a CUDA graph (launch gaps removed)."""
+    """Median milliseconds of one replay of fn captured in a CUDA graph, each replay timed alone
+    from an idle GPU: no launch gaps between its kernels, but the graph launch's own host latency
+    included (steady_graph_ms leaves it out)."""
     return bench_ms(capture_graph([fn]).replay, warmup=10, reps=reps)
 
 

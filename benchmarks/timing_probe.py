@@ -9,10 +9,11 @@ makes identical work read the same can be told from the ones that do not:
   reuse    one graph captured once, timed again and again the same way
   warm20   like fresh, after 20 ms of back-to-back replays
   stream   N replays back to back between two events, divided by N (no idle gaps)
-  steady1  common.steady_graph_ms: 12 calls in one graph, one copy of the weights
+  steady1  common.steady_graph_ms: 12 calls in one graph, one copy of the weights (auto only)
   steady3  the same cycling through 3 copies of the weights (bench_moe's method since session
            20: no call finds its weights in L2 from the call before)
-  empty    a one-kernel graph timed as `fresh` times: the launch latency alone
+The configurations: auto, forced (INT8_MOE_GEMM_PATH=decode), W8A8, and "empty", a one-kernel
+graph timed by the first four methods: what they read with next to no GPU work.
 Each is interleaved with the host-bound per-expert loop (what bench_moe times before the
 forced rows) and with the other configuration, in alternation, several times.
 """
