@@ -240,65 +240,55 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
         threadIdx.x == 0 && e >= 0 ? static_cast<int32_t>(blockIdx.x) : -1;
   if (e < 0) return;
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
-  // B operand: token (column) grp of each n-tile.
   const AT* A = static_cast<const AT*>(g.a);
-  const AT* brow[NT];
+  if constexpr (!SPLIT) c_end = (g.K + kDecodeBK - 1) / kDecodeBK;
+  // Chunks c_begin .. c_full - 1 lie wholly inside K; c_full .. c_end - 1 is at most the one
+  // partial chunk (K % 64 != 0), multiplied after the loop with its pieces checked.
+  const int c_full = static_cast<int>(min(c_end, g.K / kDecodeBK));
+  const int first = static_cast<int>(c_begin) + warp;  // this warp's chunks: first + 4 i
+  constexpr int kStride = kDecodeWarps * kDecodeBK;    // elements between a warp's chunks
+  // Operand pointers at this thread's 16-element piece (thread q: k 16q .. 16q + 15 of each
+  // chunk) of chunk `first`, advanced a warp stride per iteration, so that a load costs no
+  // address arithmetic and no check. Rows beyond N and padding routes point at row 0 (valid
+  // memory): their products land in accumulators that are never stored.
+  const int8_t* wp[MT][2];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      wp[m][h] = W + max(row[m][h], int64_t{0}) * g.K + first * kDecodeBK + q * 16;
+  // B operand: token (column) grp of each n-tile.
+  const AT* xp[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int64_t p = pos0 + t * 8 + grp;
     const int32_t route = decode_route_at(g, p, BM);
-    brow[t] = route < 0 ? nullptr : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K;
+    const int64_t r = route < 0 ? 0 : g.a_rows_are_tokens ? route / g.topk : p;
+    xp[t] = A + r * g.K + first * kDecodeBK + q * 16;
   }
 
   Acc acc[MT][NT][4] = {};
-  if constexpr (!SPLIT) c_end = (g.K + kDecodeBK - 1) / kDecodeBK;
-  // Weights of chunk c for this thread (K % 16 == 0: a 16-byte piece is all valid or none):
-  // w[m][h] is row[m][h]'s.
+  // A token's piece of a chunk: 16 bytes (W8A8) or 32 (two 16-byte loads: four 8-byte ones
+  // made the L1 wavefronts, not the weight stream, the limit at 32 routes).
+  constexpr int XV = INT8 ? 1 : 2;
   using Chunk = uint4[MT][2];
-  auto load_w = [&](int64_t c, Chunk& w) {
-    const int64_t k = c * kDecodeBK + q * 16;
+  using XChunk = uint4[NT][XV];
+  // The weights of chunk `first + 4 (i + iterations so far)` (the pointers' chunk plus i).
+  auto load_w = [&](int i, Chunk& w) {
 #pragma unroll
-    for (int m = 0; m < MT; ++m) w[m][0] = w[m][1] = make_uint4(0, 0, 0, 0);
-    if (c < c_end && k < g.K) {
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-      for (int m = 0; m < MT; ++m)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (row[m][h] >= 0)
-            w[m][h] = __ldcs(reinterpret_cast<const uint4*>(W + row[m][h] * g.K + k));
-    }
+      for (int h = 0; h < 2; ++h)
+        w[m][h] = __ldcs(reinterpret_cast<const uint4*>(wp[m][h] + i * kStride));
   };
-  // AHEAD chunks in flight per warp while it multiplies the current one (one was not enough
-  // bytes in flight per SM for GEMM2's long rows). (A ring unrolled over its slots instead of
-  // this shifting queue measured no faster and took more registers: 96 instead of 82 at 16
-  // routes per block, one CTA per SM less.)
-  Chunk ahead[AHEAD];
+  auto load_x = [&](XChunk& xb) {
 #pragma unroll
-  for (int i = 0; i < AHEAD; ++i) load_w(c_begin + (warp + i * kDecodeWarps), ahead[i]);
-  for (int64_t c = c_begin + warp; c < c_end; c += kDecodeWarps) {
-    Chunk w;
+    for (int t = 0; t < NT; ++t)
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      w[m][0] = ahead[0][m][0];
-      w[m][1] = ahead[0][m][1];
-    }
-#pragma unroll
-    for (int i = 0; i + 1 < AHEAD; ++i)
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        ahead[i][m][0] = ahead[i + 1][m][0];
-        ahead[i][m][1] = ahead[i + 1][m][1];
-      }
-    load_w(c + AHEAD * kDecodeWarps, ahead[AHEAD - 1]);
-    const int64_t k = c * kDecodeBK + q * 16;
-    const bool k_ok = k < g.K;
+      for (int v = 0; v < XV; ++v) xb[t][v] = __ldg(reinterpret_cast<const uint4*>(xp[t]) + v);
+  };
+  auto multiply = [&](const Chunk& w, const XChunk& xb) {
     if constexpr (INT8) {
-      uint4 xb[NT];  // physical k 16q .. 16q+15 of token grp: both k32 steps
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        xb[t] = make_uint4(0, 0, 0, 0);
-        if (k_ok && brow[t] != nullptr) xb[t] = __ldg(reinterpret_cast<const uint4*>(brow[t] + k));
-      }
 #pragma unroll
       for (int m = 0; m < MT; ++m)
 #pragma unroll
@@ -307,21 +297,9 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
                                  word(w[m][0], 2 * step + 1), word(w[m][1], 2 * step + 1)};
 #pragma unroll
           for (int t = 0; t < NT; ++t)
-            mma_16832_s8(acc[m][t], a, word(xb[t], 2 * step), word(xb[t], 2 * step + 1));
+            mma_16832_s8(acc[m][t], a, word(xb[t][0], 2 * step), word(xb[t][0], 2 * step + 1));
         }
     } else {
-      // Physical k 16q .. 16q+15 of token grp as two 16-byte loads (four 8-byte loads per
-      // token made the L1 wavefronts, not the weight stream, the limit at 32 routes).
-      uint4 xb[NT][2];
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          xb[t][h] = make_uint4(0, 0, 0, 0);
-          if (k_ok && brow[t] != nullptr)
-            xb[t][h] = __ldg(reinterpret_cast<const uint4*>(brow[t] + k + h * 8));
-        }
-      }
 #pragma unroll
       for (int m = 0; m < MT; ++m)
 #pragma unroll
@@ -337,8 +315,61 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
                          word(xb[t][b / 2], 2 * (b % 2) + 1));
         }
     }
+  };
+  // AHEAD chunks in flight per warp while it multiplies the current one (one was not enough
+  // bytes in flight per SM for GEMM2's long rows). (A ring unrolled over its slots instead of
+  // this shifting queue measured no faster and took more registers: 96 instead of 82 at 16
+  // routes per block, one CTA per SM less.)
+  Chunk ahead[AHEAD];
+#pragma unroll
+  for (int i = 0; i < AHEAD; ++i)
+    if (first + i * kDecodeWarps < c_full) load_w(i, ahead[i]);
+  int c = first;
+  for (; c < c_full; c += kDecodeWarps) {
+    Chunk w;
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      w[m][0] = ahead[0][m][0];
+      w[m][1] = ahead[0][m][1];
+    }
+#pragma unroll
+    for (int i = 0; i + 1 < AHEAD; ++i)
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        ahead[i][m][0] = ahead[i + 1][m][0];
+        ahead[i][m][1] = ahead[i + 1][m][1];
+      }
+    if (c + AHEAD * kDecodeWarps < c_full) load_w(AHEAD, ahead[AHEAD - 1]);
+    XChunk xb;
+    load_x(xb);
+    multiply(w, xb);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) wp[m][h] += kStride;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) xp[t] += kStride;
   }
-
+  // The partial chunk, if this warp's: pieces beyond K are zeros in both operands (K % 16 == 0:
+  // a piece is all valid or none).
+  if (c < c_end) {
+    Chunk w;
+    XChunk xb;
+    const bool k_ok = static_cast<int64_t>(c) * kDecodeBK + q * 16 < g.K;
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) w[m][h] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int v = 0; v < XV; ++v) xb[t][v] = make_uint4(0, 0, 0, 0);
+    if (k_ok) {
+      load_w(0, w);
+      load_x(xb);
+    }
+    multiply(w, xb);
+  }
   // Fixed-order sum of the 4 warps' partials.
   __shared__ Acc part[kDecodeWarps][MT][NT][4][32];
 #pragma unroll
