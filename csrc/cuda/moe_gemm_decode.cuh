@@ -325,6 +325,11 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
   for (int i = 0; i < AHEAD; ++i)
     if (first + i * kDecodeWarps < c_full) load_w(i, ahead[i]);
   int c = first;
+  // Not unrolled: left to the compiler, the W8A8 loop was unrolled 4 times and spilled under the
+  // register bounds. W8A8 with 4 chunks in flight (GEMM2 of one token on long rows, registers
+  // unbounded) is unrolled 4 times: its queue's shifts become renames (29 instead of 51
+  // instructions per chunk).
+#pragma unroll(INT8 && AHEAD > 2 ? 4 : 1)
   for (; c < c_full; c += kDecodeWarps) {
     Chunk w;
 #pragma unroll

@@ -55,9 +55,15 @@ constexpr int tiled_smem_bytes() {
 }
 
 // 16-byte global -> shared copy; src_bytes = 0 fills the destination with zeros (src unread).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+// 16 bytes to shared memory, of which the first src_bytes (16 or 0) come from src and the rest
+// are zeros (0: nothing is read).
+__device__ __forceinline__ void cp_async_16_bytes(uint32_t dst, const void* src,
+                                                  uint32_t src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  cp_async_16_bytes(dst, src, valid ? 16 : 0);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>

@@ -23,9 +23,9 @@
 // bf16 tile, with one barrier per chunk instead of three). A warpgroup waits for its chunk's
 // products before it builds the next fragments (ptxas serializes wgmmas whose A registers are
 // written while earlier ones are in flight); the SM's other warpgroups fill the gap.
-// Zero-filled pieces beyond N, K and for padding routes. Shared memory written by cp.async is
-// read by wgmma through the async proxy: each writing thread fences (fence.proxy.async) before
-// the barrier that publishes it. A slot is refilled only after wgmma.wait_group shows the
+// Zero-filled pieces beyond N, K and for padding routes (no bytes read).
+// Shared memory written by cp.async is read by wgmma through the async proxy: each writing thread
+// fences (fence.proxy.async) before the barrier that publishes it. A slot is refilled only after wgmma.wait_group shows the
 // products that read it retired, in both warpgroups (a barrier after the wait).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
@@ -118,17 +118,24 @@ __device__ __forceinline__ int wgmma_staged_offset(int row, int piece) {
 // W8A16: the A fragment of k16 step s (mma.m16n8k16's layout: thread (grp, q) holds k = 2q, 2q + 1
 // in a[0] (row grp) and a[1] (row grp + 8), k = 2q + 8, 2q + 9 in a[2] and a[3]), loaded from the
 // staged int8 rows and widened (exact). The bytes are half q % 2 of words q / 2 and q / 2 + 2 of
-// piece s; lanes q and q ^ 1 read the same words (a broadcast). row: this thread's first row.
+// piece s; lanes q and q ^ 1 read the same words (a broadcast). staged: the slot's staged rows
+// (a shared-window address: a generic pointer made the compiler rebuild the window's base every
+// chunk); row: this thread's first row.
+__device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  return v;
+}
 template <typename T>
-__device__ __forceinline__ void wgmma_weight_fragment(const unsigned char* staged, int row, int q,
-                                                      int s, uint32_t (&a)[4]) {
-  const unsigned char* p = staged + wgmma_staged_offset(row, s) + (q / 2) * 4;
+__device__ __forceinline__ void wgmma_weight_fragment(uint32_t staged, int row, int q, int s,
+                                                      uint32_t (&a)[4]) {
+  const uint32_t p = staged + wgmma_staged_offset(row, s) + (q / 2) * 4;
   const int row8 = 8 * (kWgmmaBK / 2);  // row + 8: the same swizzle
   const int half = q % 2;
-  a[0] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p), half);
-  a[1] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + row8), half);
-  a[2] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + 8), half);
-  a[3] = widen_pair<T>(*reinterpret_cast<const uint32_t*>(p + row8 + 8), half);
+  a[0] = widen_pair<T>(lds_u32(p), half);
+  a[1] = widen_pair<T>(lds_u32(p + row8), half);
+  a[2] = widen_pair<T>(lds_u32(p + 8), half);
+  a[3] = widen_pair<T>(lds_u32(p + row8 + 8), half);
 }
 
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
@@ -169,21 +176,27 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 
   // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (128 WG / W_PIECES) i;
   // activation piece tid % 8 of rows tid / 8 + 16 WG i. (K % 16 == 0: a piece is all valid or
-  // none.)
+  // none.) Rows beyond N and padding routes are zero-filled (no bytes read: at 16 routes per
+  // expert a 64-route tile is three quarters padding), their source bytes per piece set once
+  // here, so that a chunk wholly inside K loads without a check.
   const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
+  uint32_t wbytes[A_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
     const int64_t row = weight_row(tid / W_PIECES + (THREADS / W_PIECES) * i);
-    wsrc[i] = row < 0 ? nullptr : W + row * g.K + wpiece * 16;
+    wsrc[i] = W + (row < 0 ? 0 : row) * g.K + wpiece * 16;
+    wbytes[i] = row < 0 ? 0 : 16;
   }
   const AT* bsrc[B_PER_THREAD];
+  uint32_t bbytes[B_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < B_PER_THREAD; ++i) {
     const int64_t p = pos0 + tid / PIECES + (THREADS / PIECES) * i;
     const int32_t route = g.sorted_routes[p];
-    bsrc[i] = route < 0 ? nullptr
-                        : A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * (KC / 8);
+    const int64_t r = route < 0 ? 0 : g.a_rows_are_tokens ? route / g.topk : p;
+    bsrc[i] = A + r * g.K + bpiece * (KC / 8);
+    bbytes[i] = route < 0 ? 0 : 16;
   }
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
   const uint32_t smem = (raw + 1023u) & ~1023u;
@@ -193,22 +206,24 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
   const uint32_t w_off =
       INT8 ? swz(tid / PIECES, wpiece) : wgmma_staged_offset(tid / W_PIECES, wpiece);
   const uint32_t b_off = A_BYTES + swz(tid / PIECES, bpiece);
+  // The partial last chunk (K % KC != 0) also zero-fills this thread's pieces beyond K.
+  const int64_t full_chunks = g.K / KC;
+  const bool w_tail_ok = full_chunks * KC + wpiece * 16 < g.K;  // weight bytes = elements
+  const bool b_tail_ok = full_chunks * KC + bpiece * (KC / 8) < g.K;
   auto load_chunk = [&](int slot, int64_t chunk) {
     const uint32_t base = smem + slot * STAGE_BYTES;
-    const int64_t kw = chunk * KC + wpiece * 16;  // weight bytes = elements
+    const bool inside = chunk < full_chunks;
+    const bool w_ok = inside || w_tail_ok, b_ok = inside || b_tail_ok;
+    // (A zero-filled piece's source is its row's chunk 0: an address inside the row.)
+    const int64_t w_from = w_ok ? chunk * KC : 0, b_from = b_ok ? chunk * KC : 0;
 #pragma unroll
-    for (int i = 0; i < A_PER_THREAD; ++i) {
-      const bool ok = kw < g.K && wsrc[i] != nullptr;
-      cp_async_16(base + w_off + i * (THREADS / W_PIECES) * W_ROW,
-                  ok ? wsrc[i] + chunk * KC : g.w, ok);
-    }
-    const int64_t kb = chunk * KC + bpiece * (KC / 8);
+    for (int i = 0; i < A_PER_THREAD; ++i)
+      cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
+                        w_ok ? wbytes[i] : 0);
 #pragma unroll
-    for (int i = 0; i < B_PER_THREAD; ++i) {
-      const bool ok = kb < g.K && bsrc[i] != nullptr;
-      cp_async_16(base + b_off + i * (THREADS / PIECES) * kWgmmaBK,
-                  ok ? static_cast<const void*>(bsrc[i] + chunk * KC) : g.a, ok);
-    }
+    for (int i = 0; i < B_PER_THREAD; ++i)
+      cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
+                        b_ok ? bbytes[i] : 0);
   };
   Acc acc[BN / 2];
 #pragma unroll
@@ -249,10 +264,9 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
       // while this one builds its next fragments.
       if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
       cp_async_commit();
-      const unsigned char* staged = wgmma_smem_raw + (base - raw);
       uint32_t a[4][4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(staged, frag_row, q, k, a[k]);
+      for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
       wgmma_fence();
 #pragma unroll
       for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
