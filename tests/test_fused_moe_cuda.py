@@ -98,6 +98,17 @@ def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
     assert_moe_close(out, auto.float(), dtype)
 
 
+def test_grouped_mm_path_on_weights_larger_than_the_widen_grid(monkeypatch):
+    """The widening kernel of the grouped_mm path runs at most 8192 x 256 threads, each taking
+    16-byte pieces two at a time: w13 here is 75 MB (4.7M pieces) and w2 38 MB (2.4M), so threads
+    take a second piece, and some a third alone."""
+    if not grouped_mm_available(torch.bfloat16):
+        pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "grouped_mm")
+    case = make_case(24, 4096, 2304, 4, 2, device="cuda", seed=11)
+    check(case)
+
+
 # W8A8 with bf16/fp16 activations and aligned shapes runs on the int8 tensor cores, by the
 # automatic choice: M = 1 (1 route per expert) takes the decode kernel; 37, 300 and 1100 (10, 75
 # and 275) take wgmma on compute capability 9.0, else the decode and tiled kernels. Tails, empty
