@@ -30,9 +30,10 @@ __global__ void __launch_bounds__(256)
 }
 
 // out = T(q) elementwise (exact), 16 values per 16-byte load, two loads in flight per thread
-// step (n16: 16-byte pieces; 16-byte aligned). Bound by DRAM: one byte read and two written per
-// weight; the int8 -> T conversion by byte permutes (int8_widen.cuh), not int -> float
-// conversions (session 21's profile: 1.92 ms per Mixtral-8x7B layer, ~2.2 TB/s, with those).
+// step (n16: 16-byte pieces; 16-byte aligned), the conversion the GEMMs use (int8_widen.cuh).
+// Bound by DRAM: one byte read and two written per weight, ~2.1 TB/s on an H100 (~2 ms per
+// Mixtral-8x7B layer) whether it converts this way or by int -> float conversions, one load in
+// flight (benchmarks/NOTES.md, variant 32).
 template <typename T>
 __global__ void __launch_bounds__(256) widen_int8_kernel(const int8_t* __restrict__ q,
                                                          int64_t n16, T* __restrict__ out) {
