@@ -30,7 +30,8 @@ __device__ __forceinline__ uint32_t widen_pair<__half>(uint32_t w, int i) {
   const uint32_t u = w ^ 0x80808080u;
   const uint32_t sel = i == 0 ? 0x4140 : 0x4342;  // bytes (0, 1) or (2, 3), each under 0x64
   const uint32_t h2 = __byte_perm(u, 0x64646464u, sel);
-  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&h2), __half2half2(__ushort_as_half(0x6480)));
+  const __half2 r =
+      __hsub2(*reinterpret_cast<const __half2*>(&h2), __half2half2(__ushort_as_half(0x6480)));
   return *reinterpret_cast<const uint32_t*>(&r);
 }
 

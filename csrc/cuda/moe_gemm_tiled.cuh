@@ -54,9 +54,8 @@ constexpr int tiled_smem_bytes() {
   return kTiledStages * (kTiledRows * kTiledBK + BN * tiled_token_bytes<AT>());
 }
 
-// 16-byte global -> shared copy; src_bytes = 0 fills the destination with zeros (src unread).
-// 16 bytes to shared memory, of which the first src_bytes (16 or 0) come from src and the rest
-// are zeros (0: nothing is read).
+// 16-byte global -> shared copy of which the first src_bytes (16 or 0) come from src and the rest
+// are zeros (0: src is not read).
 __device__ __forceinline__ void cp_async_16_bytes(uint32_t dst, const void* src,
                                                   uint32_t src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),

@@ -23,10 +23,11 @@
 // bf16 tile, with one barrier per chunk instead of three). A warpgroup waits for its chunk's
 // products before it builds the next fragments (ptxas serializes wgmmas whose A registers are
 // written while earlier ones are in flight); the SM's other warpgroups fill the gap.
-// Zero-filled pieces beyond N, K and for padding routes (no bytes read).
-// Shared memory written by cp.async is read by wgmma through the async proxy: each writing thread
-// fences (fence.proxy.async) before the barrier that publishes it. A slot is refilled only after wgmma.wait_group shows the
-// products that read it retired, in both warpgroups (a barrier after the wait).
+// Zero-filled pieces beyond N, K and for padding routes (no bytes read). Shared memory written by
+// cp.async is read by wgmma through the async proxy: each writing thread fences
+// (fence.proxy.async) before the barrier that publishes it. A slot is refilled only after
+// wgmma.wait_group shows the products that read it retired, in both warpgroups (a barrier after
+// the wait).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
 // 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: acc (* a_scale) *
@@ -115,17 +116,19 @@ __device__ __forceinline__ int wgmma_staged_offset(int row, int piece) {
   return row * (kWgmmaBK / 2) + ((piece ^ ((row >> 1) & 3)) * 16);
 }
 
-// W8A16: the A fragment of k16 step s (mma.m16n8k16's layout: thread (grp, q) holds k = 2q, 2q + 1
-// in a[0] (row grp) and a[1] (row grp + 8), k = 2q + 8, 2q + 9 in a[2] and a[3]), loaded from the
-// staged int8 rows and widened (exact). The bytes are half q % 2 of words q / 2 and q / 2 + 2 of
-// piece s; lanes q and q ^ 1 read the same words (a broadcast). staged: the slot's staged rows
-// (a shared-window address: a generic pointer made the compiler rebuild the window's base every
-// chunk); row: this thread's first row.
+// A 32-bit load from a shared-window address (through a generic pointer the compiler rebuilt
+// the window's base every chunk).
 __device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
   uint32_t v;
   asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
   return v;
 }
+
+// W8A16: the A fragment of k16 step s (mma.m16n8k16's layout: thread (grp, q) holds k = 2q, 2q + 1
+// in a[0] (row grp) and a[1] (row grp + 8), k = 2q + 8, 2q + 9 in a[2] and a[3]), loaded from the
+// staged int8 rows and widened (exact). The bytes are half q % 2 of words q / 2 and q / 2 + 2 of
+// piece s; lanes q and q ^ 1 read the same words (a broadcast). staged: the slot's staged rows
+// as a shared-window address (lds_u32); row: this thread's first row.
 template <typename T>
 __device__ __forceinline__ void wgmma_weight_fragment(uint32_t staged, int row, int q, int s,
                                                       uint32_t (&a)[4]) {
