@@ -10,8 +10,9 @@ of the layer on distinct weights (common.steady_graph_ms): a call's time is the 
 calls, with no host launch in it and no weights left in L2 by the call before, as a layer runs
 inside a serving engine's captured decode step. The "W8A16 idle" column times one call per
 replay from an idle GPU instead (common.graph_ms, how this benchmark timed until session 20),
-which adds the graph launch's host latency: 1.5-3 us at decode sizes (Qwen3-30B-A3B M = 1
-25-27 us that way against 22.0-22.3 back to back; an empty one-kernel graph 9-20 us against
+which adds the graph launch's host latency: 1-5 us at M = 1-16 in session 21's runs, while
+Mixtral-8x7B M = 64 read 0.5-2% lower that way (results/bench_moe_h100.log,
+bench_moe_h100_run5.log; an empty one-kernel graph 9-20 us against
 2.5-3.0; results/timing_probe_h100.log).
 Floor: max(int8 bytes of the experts actually touched / copy bandwidth, FLOPs / bf16 matmul
 rate), both rates measured in this run. FLOPs = 2 * M * k * 3 * H * I. W8A8's floor uses the

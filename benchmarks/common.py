@@ -55,8 +55,8 @@ def steady_graph_ms(fns, calls: int, reps: int = 20) -> float:
     is how a layer runs inside a serving engine's captured decode step: after its neighbours, with
     no host launch between them. vLLM's benchmarks/kernels/benchmark_moe.py times 10 calls in one
     graph the same way (one copy). Timing each replay of a one-call graph from an idle GPU
-    (graph_ms) adds the graph launch's host latency: 1.5-3 us of a decode-size layer on an H100
-    (benchmarks/NOTES.md, "Timing").
+    (graph_ms) adds the graph launch's host latency: 1-5 us of a layer at 1-16 tokens on an H100
+    (benchmarks/NOTES.md, "Timing"; benchmarks/results/bench_moe_h100*.log).
     """
     g = capture_graph(fns, calls=calls, warmup=2)
     return bench_ms(g.replay, warmup=3, reps=reps) / calls

@@ -56,6 +56,17 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
+// One k32 step of an int8 MMA tile (the decode and tiled kernels): A from this thread's two
+// 16-byte weight pieces r0, r1 (MMA rows grp and grp + 8), B from its token's 16-byte piece x;
+// step s takes bytes 8s .. 8s + 3 and 8s + 4 .. 8s + 7 of each, the same permutation of K for
+// both operands.
+__device__ __forceinline__ void mma_s8_step(int (&d)[4], const uint4& r0, const uint4& r1,
+                                            const uint4& x, int step) {
+  const uint32_t a[4] = {word(r0, 2 * step), word(r1, 2 * step), word(r0, 2 * step + 1),
+                         word(r1, 2 * step + 1)};
+  mma_16832_s8(d, a, word(x, 2 * step), word(x, 2 * step + 1));
+}
+
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                           uint32_t b1) {
@@ -269,13 +280,9 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
       for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int step = 0; step < 2; ++step) {
-          const uint32_t a[4] = {word(w[m][0], 2 * step), word(w[m][1], 2 * step),
-                                 word(w[m][0], 2 * step + 1), word(w[m][1], 2 * step + 1)};
+        for (int step = 0; step < 2; ++step)
 #pragma unroll
-          for (int t = 0; t < NT; ++t)
-            mma_16832_s8(acc[m][t], a, word(xb[t][0], 2 * step), word(xb[t][0], 2 * step + 1));
-        }
+          for (int t = 0; t < NT; ++t) mma_s8_step(acc[m][t], w[m][0], w[m][1], xb[t][0], step);
     } else {
 #pragma unroll
       for (int m = 0; m < MT; ++m)

@@ -190,13 +190,9 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
 #pragma unroll
       for (int step = 0; step < 2; ++step) {  // k32 steps: bytes 8*step .. 8*step + 7
 #pragma unroll
-        for (int m = 0; m < 2; ++m) {
-          const uint32_t a[4] = {word(wa[m][0], 2 * step), word(wa[m][1], 2 * step),
-                                 word(wa[m][0], 2 * step + 1), word(wa[m][1], 2 * step + 1)};
+        for (int m = 0; m < 2; ++m)
 #pragma unroll
-          for (int n = 0; n < NT; ++n)
-            mma_16832_s8(acc[m][n], a, word(xb[n], 2 * step), word(xb[n], 2 * step + 1));
-        }
+          for (int n = 0; n < NT; ++n) mma_s8_step(acc[m][n], wa[m][0], wa[m][1], xb[n], step);
       }
     } else {
       const unsigned char* sb = st + A_BYTES + (wt * (BN / 2) + grp) * TOKEN_BYTES + q * 32;
