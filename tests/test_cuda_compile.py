@@ -45,6 +45,19 @@ def test_quantize_kernel_benchmark_compiles(tmp_path):
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+@pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
+                    reason="this build already compiled the CUDA kernels")
+def test_widen_benchmark_compiles(tmp_path):
+    """benchmarks/widen_variants.cu (a torch-free tool, built by hand) stays buildable, for sm_80
+    too (bf16x2 subtraction is an fma there, native from sm_90)."""
+    cmd = [NVCC, "-std=c++17", "-O1", f"-I{ROOT}/csrc", "-gencode=arch=compute_80,code=sm_80",
+           "-gencode=arch=compute_90a,code=sm_90a", f"{ROOT}/benchmarks/widen_variants.cu",
+           "-o", str(tmp_path / "widen")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
     """The decode GEMM2 split over K is a compile-time flag (the last template argument, SPLIT):
     only the split kernels read blockIdx.z (%ctaid.z in PTX). (scripts/ptx_compare.py compares

@@ -109,6 +109,44 @@ def test_grouped_mm_path_on_weights_larger_than_the_widen_grid(monkeypatch):
     check(case)
 
 
+@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm", "wgmma"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_w8a16_int8_widening_is_exact_on_every_family(monkeypatch, path, dtype):
+    """Every int8 value, at every byte position of a 16-byte piece, widened by each kernel family,
+    with inputs built so the whole forward is exact up to roundings the test repeats: small
+    integer tokens, gates so large that silu(g) == g, power-of-two scales, and a GEMM2 whose rows
+    each hold one weight (all 256 values over the rows). The output must match bit for bit (a
+    weight one off moves the output by far more than a rounding)."""
+    if path == "grouped_mm" and not grouped_mm_available(dtype):
+        pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    if path == "wgmma" and not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    M, H, I = 40, 256, 256
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randint(1, 4, (M, H), generator=gen)
+    gate = torch.randint(100, 128, (I, H), generator=gen)
+    # Up row i, column k: (i + 7k) mod 256 - 128: each column holds all 256 values.
+    up = (torch.arange(I)[:, None] + 7 * torch.arange(H)[None, :]) % 256 - 128
+    w1 = torch.cat([gate, up]).to(torch.int8)[None]
+    s1 = torch.full((1, 2 * I), 2.0**-10)
+    # GEMM2 row h: value h - 128 at column h (I == H), zeros elsewhere.
+    w2 = torch.diag(torch.arange(H) - 128).to(torch.int8)[None]
+    s2 = torch.ones(1, H)
+    ids = torch.zeros(M, 1, dtype=torch.int32)
+    tw = torch.ones(M, 1)
+    out = ops.fused_moe(x.cuda().to(dtype), *(t.cuda() for t in (w1, w2, s1, s2, tw, ids)))
+    acc_g, acc_u = x @ gate.T, x @ up.T  # exact integer sums below 2^24
+    if path == "grouped_mm":  # torch's grouped GEMM writes its sums in the activation dtype
+        acc_g, acc_u = acc_g.to(dtype), acc_u.to(dtype)
+    g = acc_g.double() * 2.0**-10  # a power-of-two scale: exact
+    assert g.min() > 20  # silu(g) == g in fp32
+    u = acc_u.double() * 2.0**-10
+    a = (g * u).float().to(dtype)  # the fp32 product, rounded to the intermediate's dtype
+    expected = (a.float() * (torch.arange(H) - 128).float()).to(dtype)  # exact, then rounded
+    assert torch.equal(out.cpu(), expected)
+
+
 # W8A8 with bf16/fp16 activations and aligned shapes runs on the int8 tensor cores, by the
 # automatic choice: M = 1 (1 route per expert) takes the decode kernel; 37, 300 and 1100 (10, 75
 # and 275) take wgmma on compute capability 9.0, else the decode and tiled kernels. Tails, empty

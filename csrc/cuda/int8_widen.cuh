@@ -1,6 +1,6 @@
 // int8 -> bf16 / fp16, exact, in registers: the conversion every W8A16 kernel runs on its
-// weights (byte permutes onto a magic exponent and one subtraction instead of int -> float
-// conversions, which issue at 16 per SM per clock against 128 float adds on sm_80 - sm_90).
+// weights (byte permutes under a fixed exponent and one packed subtraction instead of int ->
+// float conversions, which issue at 16 per SM per clock against 128 float adds on sm_80 - sm_90).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -16,12 +16,18 @@ __device__ __forceinline__ uint32_t widen_pair(uint32_t w, int i);
 
 template <>
 __device__ __forceinline__ uint32_t widen_pair<__nv_bfloat16>(uint32_t w, int i) {
-  // 0x4B000000 | u8 is the float 2^23 + u8; the sign flip maps int8 to u8 = q + 128.
-  const uint32_t u = w ^ 0x80808080u;
-  const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7650 | (2 * i))) - 8388736.0f;
-  const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7650 | (2 * i + 1))) - 8388736.0f;
-  const __nv_bfloat162 p = __floats2bfloat162_rn(f0, f1);
-  return *reinterpret_cast<const uint32_t*>(&p);
+  // bf16 has 8 significant bits: 2^k + u8 does not fit, but 128 + (low 7 bits) does. With
+  // q = low7 - 128 * sign bit: bf16 (0x4300 | low7) - bf16 (0x4300 | sign << 7) = (128 + low7) -
+  // (128 or 256) = q, exact. A byte permute puts each byte of the pair under a 0x43 byte (one
+  // 16-bit half each), a mask apiece splits off both operands, one bf16x2 subtraction: 4
+  // instructions per pair (3 on the half-rate ALU pipe) against 5.5 (3.5) through fp32 magic
+  // numbers (2 permutes, 2 float adds, a pack, half an xor; benchmarks/widen_variants.cu).
+  const uint32_t t = __byte_perm(w, 0x43434343u, i == 0 ? 0x4140 : 0x4342);  // 0x43 b0 0x43 b1
+  const uint32_t low7 = t & 0xFF7FFF7Fu;
+  const uint32_t sign = t & 0xFF80FF80u;
+  const __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&low7),
+                                   *reinterpret_cast<const __nv_bfloat162*>(&sign));
+  return *reinterpret_cast<const uint32_t*>(&r);
 }
 
 template <>
