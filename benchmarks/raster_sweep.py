@@ -66,7 +66,7 @@ def sweep_model(name: str, tokens: list[int], budgets: list[str]) -> None:
                 activation=shape.activation,
                 act_quant=mode,
             )
-            wide = mode == "none" and M * shape.topk // E > 512  # auto: widen + grouped_mm
+            wide = mode == "none" and M * shape.topk // E > 512  # auto may widen + grouped_mm here
             for path in ["auto"] + (["wgmma"] if wide else []):
                 print(f"| {name} | {M} | {mode} | {sweep_row(run, path, budgets)} |", flush=True)
 

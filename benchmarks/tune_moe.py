@@ -7,8 +7,9 @@ CUDA-graph replays, routing included) with each kernel variant forced and with t
 routes also 8 with GEMM2 in 2 K slices, INT8_MOE_DECODE_SPLITK), tiled, grouped_mm (W8A16) and
 wgmma (INT8_MOE_WGMMA_BN = 64, 128, 256) where they apply. One row per case: the routes per expert,
 the best variant, and how far "auto" is from it. The last line counts the cases where auto is
-within 5% of the best. Weights are random int8 with random scales (timing only), so the largest
-shapes load in seconds.
+within 5% of the best. --per-expert sets M per model from routes per expert instead of --tokens;
+--variants times only the labels given (e.g. grouped_mm,wgmma/128x2 for the prefill boundary).
+Weights are random int8 with random scales (timing only), so the largest shapes load in seconds.
 """
 
 from __future__ import annotations
@@ -56,9 +57,16 @@ def variants_for(
 
 
 def time_case(
-    shape, weights, M: int, per_expert: int, grouped_mm_ok: bool, act_quant: str
+    shape,
+    weights,
+    M: int,
+    per_expert: int,
+    grouped_mm_ok: bool,
+    act_quant: str,
+    only: set[str] | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """(auto ms, {variant: ms}) for M tokens on int8 weights (w13, w2, s13, s2)."""
+    """(auto ms, {variant: ms}) for M tokens on int8 weights (w13, w2, s13, s2); only: the
+    variant labels to time (None: all that apply)."""
     x = torch.randn(M, shape.hidden, dtype=torch.bfloat16, device="cuda")
     tw, ids = random_routing(M, shape, "cuda", seed=M)
 
@@ -75,6 +83,8 @@ def time_case(
     w8a16 = act_quant == "none"
     wgmma_ok = torch.cuda.get_device_capability() == (9, 0)
     variants = variants_for(per_expert, grouped_mm_ok and w8a16, wgmma_ok, w8a16, M * shape.topk)
+    if only is not None:
+        variants = {k: v for k, v in variants.items() if k in only}
     for label, env in variants.items():
         with knobs(**env):
             forced[label] = timed(run, graph=True)
@@ -86,8 +96,17 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--tp", default="1,2,4,8")
     parser.add_argument("--tokens", default="1,16,64,256,1024,4096")
+    parser.add_argument(
+        "--per-expert",
+        default=None,
+        help="routes per expert instead of --tokens: M = ceil(this * experts / top-k) per model",
+    )
     parser.add_argument("--act-quant", default="none", choices=["none", "per_token"])
+    parser.add_argument(
+        "--variants", default=None, help="comma list of variant labels to time (default: all)"
+    )
     args = parser.parse_args()
+    only = set(args.variants.split(",")) if args.variants else None
     grouped_mm_ok = torch.cuda.get_device_capability()[0] >= 9
     print(
         f"{device_name()}, act_quant={args.act_quant}; auto vs each kernel variant forced "
@@ -115,11 +134,17 @@ def main():
             s13 = torch.rand(E, 2 * inter, device="cuda") * 1e-3
             s2 = torch.rand(E, H, device="cuda") * 1e-3
             weights = (w13, w2, s13, s2)
-            for M in map(int, args.tokens.split(",")):
+            if args.per_expert:
+                tokens = [-(-int(pe) * E // shape.topk) for pe in args.per_expert.split(",")]
+            else:
+                tokens = list(map(int, args.tokens.split(",")))
+            for M in tokens:
                 per_expert = -(-M * shape.topk // E)
                 auto_ms, forced = time_case(
-                    shape, weights, M, per_expert, grouped_mm_ok, args.act_quant
+                    shape, weights, M, per_expert, grouped_mm_ok, args.act_quant, only
                 )
+                if not forced:
+                    continue
                 best = min(forced, key=forced.get)
                 best_ms = forced[best]
                 ratio = auto_ms / best_ms

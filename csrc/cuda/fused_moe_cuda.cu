@@ -136,7 +136,16 @@ enum class GemmPath { kSimt, kDecode, kTiled, kGroupedMm, kWgmma };
 // takes 0.43x the time, at 256 it takes 1.1x, and 1.7-2.6x at 1024 and more).
 constexpr int64_t kGroupedMmMinPerExpert = 64;
 // W8A16 on sm_90a: the wgmma kernel up to this many routes per expert, grouped_mm above (bf16).
-constexpr int64_t kWgmmaMaxPerExpert = 512;
+// The widen + grouped_mm path pays a widening pass over the whole layer that more routes per
+// expert amortize, and its GEMMs run short reductions (I) poorly. With the 4-instruction
+// widening (benchmarks/NOTES.md, variant 33), forced on every SPEC model at TP 1 and 8
+// (`benchmarks/results/tune_moe_boundary_h100.log`), wgmma took 0.77-0.87x grouped_mm's time at
+// 512 per expert everywhere; at 1024, 0.85-1.00x where I <= 2048 (Mixtral TP 8, I = 1792:
+// 1.01x) but 1.03x on Mixtral I = 14336 and 0.98x on gpt-oss (2880); at 2048, 0.89-0.94x where
+// I <= 256, 1.05-1.18x elsewhere.
+constexpr int64_t wgmma_max_per_expert(int64_t I) {
+  return I <= 256 ? 2048 : I <= 2048 ? 1024 : 512;
+}
 // Intermediate size from which GEMM2's rows count as long for the W8A16 decode/wgmma choice.
 constexpr int64_t kDecodeLongRowI = 2048;
 
@@ -332,10 +341,11 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
   const bool short_rows = !int8_act && wgmma_ok && I < kDecodeLongRowI;
   if (per_expert <= (short_rows ? 15 : 16)) return GemmPath::kDecode;
   if (int8_act) return GemmPath::kTiled;
-  // W8A16 on wgmma up to kWgmmaMaxPerExpert routes per expert (0.78x the tiled kernel's time at
-  // 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped GEMM
-  // on widened weights wins for bf16 (0.85-0.88x at 1024 per expert; variants 10 and 16).
-  if (wgmma_ok && (per_expert <= kWgmmaMaxPerExpert || !grouped_mm_ok)) return GemmPath::kWgmma;
+  // W8A16 on wgmma up to wgmma_max_per_expert(I) routes per expert (0.78x the tiled kernel's time
+  // at 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped
+  // GEMM on widened weights wins for bf16 (variants 10, 16 and 33).
+  if (wgmma_ok && (per_expert <= wgmma_max_per_expert(I) || !grouped_mm_ok))
+    return GemmPath::kWgmma;
   if (grouped_mm_ok && per_expert > kGroupedMmMinPerExpert) return GemmPath::kGroupedMm;
   return GemmPath::kTiled;
 }
