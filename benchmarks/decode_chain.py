@@ -4,7 +4,8 @@ For Mixtral-8x7B and Qwen3-30B-A3B at decode token counts, the int8 forward (CUD
 routing included) with each setting of the decode chain's knobs: programmatic dependent launch
 (INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB), the weight
 chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
-CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), for one token
+CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), the routes per block
+(INT8_MOE_DECODE_BM), for one token
 direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel), and
 GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy).
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
@@ -41,6 +42,9 @@ SETTINGS = {
     "pdl+pf16": dict(AUTO, PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1",
                      DIRECT_ROUTING="0", DECODE_SPLITK="1"),
     "auto mt1": dict(AUTO, DECODE_MT="1"),
+    "auto mt2": dict(AUTO, DECODE_MT="2"),
+    "auto bm16": dict(AUTO, DECODE_BM="16"),
+    "auto ahead4": dict(AUTO, DECODE_AHEAD="4"),
     "auto pf32": dict(AUTO, DECODE_PREFETCH_MB="32"),
     "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
     "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
