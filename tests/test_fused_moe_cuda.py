@@ -99,9 +99,9 @@ def test_forced_gemm_path(monkeypatch, path, M, dtype, activation):
 
 
 def test_grouped_mm_path_on_weights_larger_than_the_widen_grid(monkeypatch):
-    """The widening kernel of the grouped_mm path runs at most 8192 x 256 threads, each taking
-    16-byte pieces two at a time: w13 here is 75 MB (4.7M pieces) and w2 38 MB (2.4M), so threads
-    take a second piece, and some a third alone."""
+    """The widening kernel of the grouped_mm path runs at most 8192 x 256 threads, each taking one
+    16-byte piece per step: w13 here is 75 MB (4.7M pieces) and w2 38 MB (2.4M), so threads take
+    two or three pieces of w13 and some a second of w2."""
     if not grouped_mm_available(torch.bfloat16):
         pytest.skip("the grouped_mm path needs bf16 on sm_90+")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "grouped_mm")

@@ -29,30 +29,22 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-// out = T(q) elementwise (exact), 16 values per 16-byte load, two loads in flight per thread
-// step (n16: 16-byte pieces; 16-byte aligned), the conversion the GEMMs use (int8_widen.cuh).
-// Bound by DRAM: one byte read and two written per weight, ~2.1 TB/s on an H100 (~2 ms per
-// Mixtral-8x7B layer) whether it converts this way or by int -> float conversions, one load in
-// flight (benchmarks/NOTES.md, variant 32).
+// out = T(q) elementwise (exact), 16 values per 16-byte load (n16: 16-byte pieces; 16-byte
+// aligned), the conversion the GEMMs use (int8_widen.cuh). Bound by DRAM: one byte read and two
+// written per weight, ~2.1 TB/s on an H100 (~2 ms per Mixtral-8x7B layer), whether it converts
+// this way or by int -> float conversions, one load in flight or two (benchmarks/NOTES.md,
+// variant 32).
 template <typename T>
 __global__ void __launch_bounds__(256) widen_int8_kernel(const int8_t* __restrict__ q,
                                                          int64_t n16, T* __restrict__ out) {
   const uint4* src = reinterpret_cast<const uint4*>(q);
   uint4* dst = reinterpret_cast<uint4*>(out);
-  const int64_t stride = gridDim.x * 256ll;
-  auto widen16 = [&](const uint4& v, int64_t i) {
+  for (int64_t i = blockIdx.x * 256ll + threadIdx.x; i < n16; i += gridDim.x * 256ll) {
+    const uint4 v = __ldcs(src + i);
     dst[2 * i] = make_uint4(widen_pair<T>(v.x, 0), widen_pair<T>(v.x, 1), widen_pair<T>(v.y, 0),
                             widen_pair<T>(v.y, 1));
     dst[2 * i + 1] = make_uint4(widen_pair<T>(v.z, 0), widen_pair<T>(v.z, 1),
                                 widen_pair<T>(v.w, 0), widen_pair<T>(v.w, 1));
-  };
-  for (int64_t i = blockIdx.x * 256ll + threadIdx.x; i < n16; i += 2 * stride) {
-    const bool second = i + stride < n16;
-    const uint4 a = __ldcs(src + i);
-    uint4 b = make_uint4(0, 0, 0, 0);
-    if (second) b = __ldcs(src + i + stride);
-    widen16(a, i);
-    if (second) widen16(b, i + stride);
   }
 }
 
