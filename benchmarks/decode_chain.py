@@ -5,8 +5,9 @@ routing included) with each setting of the decode chain's knobs: programmatic de
 (INT8_MOE_PDL), the L2 prefetch before the PDL wait (INT8_MOE_DECODE_PREFETCH_MB), the weight
 chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long rows when few
 CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), the routes per block
-(INT8_MOE_DECODE_BM), for one token
-direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs resolve the router ids, no align kernel), and
+(INT8_MOE_DECODE_BM), up to 32 routes
+direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs derive their blocks from the router ids, no
+align kernel), and
 GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy).
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
 routing, one K slice); "auto" is the default.
@@ -14,19 +15,24 @@ Floor: int8 bytes of the experts touched / copy rate. One timing round: the firs
 ("before") is timed first after new inputs and may read slow (bench_moe.py times two rounds);
 compare the other columns with each other.
 
-python benchmarks/decode_chain.py [--act-quant per_token]
+By default one call per replay of a one-call graph from an idle GPU, on one copy of the weights
+(so L2 may carry part of them from one replay to the next); --steady times as bench_moe.py does:
+calls back to back in one graph, cycling through COPIES copies on distinct weights.
+
+python benchmarks/decode_chain.py [--act-quant per_token] [--steady]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_moe import knobs, timed  # noqa: E402
+from bench_moe import COPIES, knobs, steady, timed  # noqa: E402
 
 import int8_moe  # noqa: E402
 from int8_moe.cli import random_routing  # noqa: E402
@@ -65,11 +71,15 @@ def main():
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help="comma-separated columns to time (default: all; 'before' and "
                         "'auto' always)")
+    parser.add_argument("--steady", action="store_true",
+                        help="time calls back to back in one graph over distinct weight copies")
     parser.add_argument("--csv", default=None)  # accepted for gpu_check.sh; unused
     args = parser.parse_args()
     copy_gbs = copy_bandwidth_gbs()
-    print(f"{device_name()}, copy {copy_gbs:.0f} GB/s, act_quant={args.act_quant}: ms of one "
-          "CUDA-graph replay per setting (% of floor)")
+    how = (f"one call back to back in a graph over {COPIES} weight copies" if args.steady
+           else "one CUDA-graph replay")
+    print(f"{device_name()}, copy {copy_gbs:.0f} GB/s, act_quant={args.act_quant}: ms of {how} "
+          "per setting (% of floor)")
     chosen = {"before", "auto", *args.settings.split(",")}
     unknown = chosen - SETTINGS.keys()
     if unknown:
@@ -78,31 +88,35 @@ def main():
     print("| model | M | floor ms | " + " | ".join(settings) + " | before / auto |")
     print("|---|---|---|" + "---|" * (len(settings) + 1))
     for name in args.models.split(","):
-        time_model(PRESETS[name], args.tokens, args.act_quant, copy_gbs, settings)
+        time_model(PRESETS[name], args.tokens, args.act_quant, copy_gbs, settings, args.steady)
         torch.cuda.empty_cache()
 
 
-def time_model(shape, tokens: str, act_quant: str, copy_gbs: float, settings: dict) -> None:
+def time_model(shape, tokens: str, act_quant: str, copy_gbs: float, settings: dict,
+               steady_calls: bool) -> None:
     """One table row per token count; random int8 weights with random scales (timing only)."""
     E, H, inter = shape.experts, shape.hidden, shape.inter
-    w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
-    w2 = torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda")
-    weights = (w13, w2, torch.rand(E, 2 * inter, device="cuda") * 1e-3,
-               torch.rand(E, H, device="cuda") * 1e-3)
+    copies = []
+    for _ in range(COPIES if steady_calls else 1):
+        copies.append((torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda"),
+                       torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda"),
+                       torch.rand(E, 2 * inter, device="cuda") * 1e-3,
+                       torch.rand(E, H, device="cuda") * 1e-3))
     for M in map(int, tokens.split(",")):
         x = torch.randn(M, H, dtype=torch.bfloat16, device="cuda")
         tw, ids = random_routing(M, shape, "cuda", seed=M)
         touched = int(torch.unique(ids).numel())
         floor_ms = touched * 3 * H * inter / copy_gbs / 1e6
 
-        def run(x=x, tw=tw, ids=ids):
+        def call(weights, x=x, tw=tw, ids=ids):
             return int8_moe.fused_moe(x, *weights, tw, ids, activation=shape.activation,
                                       act_quant=act_quant)
 
+        fns = [functools.partial(call, w) for w in copies]
         ms = {}
         for label, env in settings.items():
             with knobs(GEMM_PATH="auto", **env):
-                ms[label] = timed(run, graph=True)
+                ms[label] = steady(fns) if steady_calls else timed(fns[0], graph=True)
         cells = " | ".join(f"{v:.4f} ({100 * floor_ms / v:.0f}%)" for v in ms.values())
         print(f"| {shape.name} | {M} | {floor_ms:.4f} | {cells} | "
               f"{ms['before'] / ms['auto']:.2f}x |", flush=True)

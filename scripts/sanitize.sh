@@ -19,7 +19,7 @@ export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 # The cases: every kernel family forced on shapes with K/N tails, uneven and empty experts,
 # biases, both gated layouts; hostile and mapped ids; int64 ids with the input-side weight; the
 # W8A8 and fp32 paths; many experts (routing scan); two streams at once; every quantization path,
-# unaligned views and non-finite rows; the grouped CTA orders (tile_order); one token's direct
+# unaligned views and non-finite rows; the grouped CTA orders (tile_order); direct
 # routing; the decode GEMM2 split over K. Left out: graph capture (it needs the caching
 # allocator), the full model shapes and > 2^31 elements (minutes under instrumentation, same
 # kernels).

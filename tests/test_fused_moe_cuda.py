@@ -344,8 +344,8 @@ def test_decode_chain_launch_options_agree(monkeypatch, M, act_quant):
         assert torch.equal(out, outs[0])
 
 
-# One token: direct routing (block b is route b, its expert resolved by the GEMMs from the router
-# ids; no align kernel) against the aligned routing (INT8_MOE_DIRECT_ROUTING=0) and the
+# One token: direct routing (the GEMMs derive their route blocks from the router ids; no align
+# kernel) against the aligned routing (INT8_MOE_DIRECT_ROUTING=0) and the
 # reference: int32 and int64 ids, an expert map with dropped and out-of-range entries, ids that
 # are -1 or beyond the experts, the same expert in two slots, 8- and 16-route blocks, biases,
 # the input-side router weight (k = 1), more slots than local experts.
@@ -383,6 +383,45 @@ def test_direct_routing_agrees_with_aligned(monkeypatch, act_quant, dtype, bm):
     two_local.topk_ids = torch.tensor([[0, 5, 1, 3]], dtype=torch.int32, device="cuda")
     check(two_local, dtype, act_quant=act_quant,
           expert_map=torch.tensor([-1, 1, -1, 0, -1, -1], dtype=torch.int32, device="cuda"))
+
+
+# Several tokens, up to 32 routes: direct routing groups each expert's routes, in route order,
+# into blocks of BM (decode_block). Experts shared by many tokens, one expert with more routes
+# than a block holds (several leader blocks: 30 routes on one expert at 8 and 16 per block), -1
+# and out-of-range ids between them, an expert map with dropped entries, int64 ids, 33 routes
+# (one over: aligned). Both modes, 8- and 16-route blocks, against the reference and the aligned
+# routing; direct routing repeats bitwise.
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("bm", ["8", "16"])
+def test_direct_routing_several_tokens(monkeypatch, act_quant, bm):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
+    monkeypatch.setenv("INT8_MOE_DECODE_BM", bm)
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    crowded = torch.ones(10, 3, dtype=torch.int32)
+    crowded[::3, 2] = -1
+    crowded[1, 0] = 99
+    crowded[4, 1] = 2
+    variants = [
+        (10, 3, dict(), None, None),  # 30 routes over 4 experts: ~8 each
+        (10, 3, dict(id_dtype=torch.int64), None, None),
+        (10, 3, dict(), crowded, None),
+        (8, 4, dict(), torch.randint(0, 12, (8, 4), generator=torch.Generator().manual_seed(5),
+                                     dtype=torch.int32), emap),
+        (11, 3, dict(), None, None),  # 33 routes: aligned whatever the knob says
+    ]
+    for i, (M, k, kw, ids, expert_map) in enumerate(variants):
+        case = make_case(M, 208, 176, 4 if expert_map is None else 8, k, device="cuda",
+                         bias=True, seed=80 + i, **kw)
+        if ids is not None:
+            case.topk_ids = ids.to(device="cuda", dtype=case.topk_ids.dtype)
+        extra = {} if expert_map is None else dict(expert_map=expert_map)
+        for direct in ["1", "0"]:
+            monkeypatch.setenv("INT8_MOE_DIRECT_ROUTING", direct)
+            poison_cached_memory()
+            out = check(case, act_quant=act_quant, activation="swigluoai", **extra)
+            again = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant,
+                                  activation="swigluoai", **extra)
+            assert torch.equal(out, again)
 
 
 # GEMM2 split over K (INT8_MOE_DECODE_SPLITK): each K slice writes partial per-route rows that

@@ -2,8 +2,8 @@
 // forward is graph-capturable), and the launch sequence on the current stream:
 //   align (routes grouped by expert on the device) -> [W8A8: quantize x] -> GEMM1 + activation
 //   -> [W8A8: quantize the intermediate] -> GEMM2 * router weight -> fixed-order top-k sum.
-// One token on the decode kernel skips align: its GEMMs resolve the router ids themselves
-// (direct routing). No host sync anywhere.
+// Few routes on the decode kernel (DecodeChain::direct) skip align: its GEMMs derive their route
+// blocks from the router ids themselves (direct routing). No host sync anywhere.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -68,12 +68,13 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
   return r;
 }
 
-// Direct routing (one token on the decode kernel): block b is route b, resolved by the GEMMs
-// themselves (MoeGemmArgs::direct_ids); GEMM1 records the sorted routing, b at position b * BM,
-// for the kernels after it. No align kernel, and GEMM1 starts the chain.
+// Direct routing (up to kDirectMaxRoutes routes on the decode kernel): each GEMM CTA derives its
+// route block from the router ids (decode_block: the blocks and sorted positions align would
+// give, routes in route order); GEMM1 records the sorted routing for the kernels after it. No
+// align kernel, and GEMM1 starts the chain.
 Routing direct_routes(const at::Tensor& topk_ids, const MoeProblem& p, int BM) {
   Routing r;
-  r.max_blocks = p.M * p.topk;
+  r.max_blocks = moe_max_blocks(p.M * p.topk, p.E, BM);
   r.sorted_routes = at::empty({r.max_blocks * BM}, topk_ids.options().dtype(at::kInt));
   return r;
 }
@@ -215,6 +216,13 @@ int64_t raster_bytes() {
 // inside an H100's 50 MB L2, which the running kernel streams through with evict-first loads.
 constexpr int64_t kDecodePrefetchMb = 16;
 
+// Routes up to which W8A16's decode chain takes direct routing by default (W8A8's: up to
+// kDirectMaxRoutes, 32). Against the align kernel, same machine, both library versions
+// alternating (benchmarks/NOTES.md, variant 35): W8A16 Qwen3-30B-A3B M = 1 / 2 (8 / 16 routes)
+// 0.87x / 0.94x the time, but M = 3 / 4 (24 / 32) 1.02-1.04x, Mixtral-8x7B M = 2-16 within
+// 1%; W8A8 Qwen3-30B-A3B M = 1-4 0.86x / 0.89x / 0.97x / 0.97x, Mixtral within 1%.
+constexpr int64_t kDirectAutoRoutesW8A16 = 16;
+
 // Routes up to which the decode chain is launched with PDL by default. With more, its GEMMs
 // take several waves of CTAs, and the next kernel's CTAs, resident early and waiting, hold
 // places the running kernel's later waves would use: PDL measured 0.91-0.98x at Qwen3-30B-A3B
@@ -229,8 +237,9 @@ constexpr int64_t kPdlMaxRoutes = 32;
 // - INT8_MOE_DECODE_AHEAD = 2 | 4 forces the weight chunks in flight per warp (decode_ahead);
 // - INT8_MOE_DECODE_PREFETCH_MB = 0 | 8 | 16 | 32 sets the prefetch budget (0: none);
 // - INT8_MOE_DECODE_MT = 1 | 2 forces the 16-row MMA tiles per CTA (decode_mt);
-// - INT8_MOE_DIRECT_ROUTING = 0 | 1 turns direct routing off or on where it exists (one token;
-//   auto: on);
+// - INT8_MOE_DIRECT_ROUTING = 0 | 1 turns direct routing off or on where it exists (up to
+//   kDirectMaxRoutes routes; auto: on up to kDirectAutoRoutesW8A16 routes for W8A16, on for
+//   W8A8);
 // - INT8_MOE_DECODE_SPLITK = 1 | 2 | 4 forces the K slices of GEMM2 (decode_splits).
 struct DecodeChain {
   bool pdl;
@@ -254,7 +263,9 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   c.n_routes = p.M * p.topk;
   c.pdl = decode_path && compute_capability(device) >= 90 &&
           (pdl < 0 ? c.n_routes <= kPdlMaxRoutes : pdl == 1);
-  c.direct = decode_path && p.M == 1 && direct != 0;
+  const int64_t direct_max =
+      direct == 1 || p.per_token ? kDirectMaxRoutes : kDirectAutoRoutesW8A16;
+  c.direct = decode_path && c.n_routes <= direct_max && direct != 0;
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
   c.split_knob = std::max(split, 0);
@@ -484,6 +495,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (chain.direct) {
     g1.direct_ids = topk_ids.const_data_ptr();
     g1.direct_ids64 = topk_ids.scalar_type() == at::kLong;
+    g1.direct_routes = n_routes;
     g1.expert_map = map;
     g1.E_global = p.E_global;
     g1.E = p.E;

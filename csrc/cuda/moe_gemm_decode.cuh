@@ -17,9 +17,10 @@
 // flight; with more CTAs, 4 costs occupancy (~80 registers instead of 64) and loses.
 //
 // Launched with PDL (pdl.cuh), a CTA may ask L2 for the start of its weight rows before it
-// waits on the previous kernel (prefetch_row_bytes), then reads the routing. For one token the
-// routing may be direct (MoeGemmArgs::direct_ids): block b is route b, its expert resolved from
-// the router ids, so the chain needs no align kernel in front of GEMM1.
+// waits on the previous kernel (prefetch_row_bytes), then reads the routing. Up to 32 routes the
+// routing may be direct (MoeGemmArgs::direct_ids): each CTA derives its block's expert and
+// routes from the router ids itself (decode_block), so the chain needs no align kernel in front
+// of GEMM1.
 //
 // W8A8 (AT = int8_t): int8 activation rows (a_scale per row), mma.m16n8k32.s8 with int32
 // accumulation and no widening; a token's 16 bytes of a chunk feed both k32 steps (step s:
@@ -131,21 +132,52 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
   }
 }
 
-// The local expert of route block b, or -1: the align kernel's block_expert, or with direct
-// routing route b's router id resolved. Through L2 (ld.global.cg): before its PDL wait a CTA
+// Direct routing (MoeGemmArgs::direct_ids) takes at most this many routes: one per lane.
+constexpr int kDirectMaxRoutes = 32;
+
+// The local expert of route block b (-1: no work): the align kernel's block_expert, or with
+// direct routing derived here from the router ids by every warp alike (warp-collective: every
+// thread of the CTA calls it), with the block's routes by slot into `slots` (this warp's BM
+// entries; -1: padding). Lane i resolves route i's expert; the routes of one expert, in route
+// order, fill BM-route blocks, so a route whose rank among its expert's routes is a multiple of
+// BM leads a block, and block b is the b-th leader in route order (moe_max_blocks bounds the
+// leaders, as it bounds align's blocks). A few instructions of ballots and counts, no loops: a
+// CTA's first weight loads wait on them. Through L2 (ld.global.cg): before its PDL wait a CTA
 // may read what was written two or more launches back, and this SM's L1 may hold a previous
 // call's lines.
-__device__ __forceinline__ int decode_block_expert(const MoeGemmArgs& g, int64_t b) {
+__device__ __forceinline__ int decode_block(const MoeGemmArgs& g, int64_t b, int BM,
+                                            int32_t* slots) {
   if (g.direct_ids == nullptr) return __ldcg(g.block_expert + b);
-  const int64_t id = g.direct_ids64 ? __ldcg(static_cast<const int64_t*>(g.direct_ids) + b)
-                                    : __ldcg(static_cast<const int32_t*>(g.direct_ids) + b);
-  return resolve_expert(id, g.expert_map, g.E_global, g.E);
+  const int lane = threadIdx.x % 32;
+  int e = -1;
+  if (lane < g.direct_routes) {
+    const int64_t id = g.direct_ids64
+                           ? __ldcg(static_cast<const int64_t*>(g.direct_ids) + lane)
+                           : __ldcg(static_cast<const int32_t*>(g.direct_ids) + lane);
+    e = resolve_expert(id, g.expert_map, g.E_global, g.E);
+  }
+  const uint32_t below = (1u << lane) - 1u;
+  const uint32_t same = __match_any_sync(0xffffffffu, e);
+  const int rank = __popc(same & below);
+  const bool leads = e >= 0 && rank % BM == 0;
+  const uint32_t leaders = __ballot_sync(0xffffffffu, leads);
+  const uint32_t mine = __ballot_sync(0xffffffffu, leads && __popc(leaders & below) == b);
+  if (mine == 0u) return -1;
+  const int lead = __ffs(mine) - 1;
+  const int be = __shfl_sync(0xffffffffu, e, lead);
+  const int first = __shfl_sync(0xffffffffu, rank, lead);
+  if (lane < BM) slots[lane] = -1;
+  __syncwarp();
+  if (e == be && rank >= first && rank < first + BM) slots[rank - first] = lane;
+  __syncwarp();
+  return be;
 }
 
-// The route at sorted position p of a BM-route block (-1: padding).
-__device__ __forceinline__ int32_t decode_route_at(const MoeGemmArgs& g, int64_t p, int BM) {
-  if (g.direct_ids == nullptr) return g.sorted_routes[p];
-  return p % BM == 0 ? static_cast<int32_t>(p / BM) : -1;
+// The route in slot s (0 .. BM - 1) of this CTA's block, at sorted position p (-1: padding);
+// slots: decode_block's, with direct routing.
+__device__ __forceinline__ int32_t decode_route_at(const MoeGemmArgs& g, const int32_t* slots,
+                                                   int64_t p, int s) {
+  return g.direct_ids == nullptr ? g.sorted_routes[p] : slots[s];
 }
 
 // CTAs per SM the register budget must allow with 2 chunks in flight: 8 at 8 routes per block
@@ -203,30 +235,32 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 
   // Before the PDL wait: ask L2 for the first prefetch_row_bytes of this CTA's weight rows,
   // so they arrive while the previous kernel finishes. The routing is two or more launches old
-  // when prefetch_row_bytes is set, so it may be read here (through L2: this SM's L1 may hold a
-  // previous call's lines).
-  // (SPLIT: within this CTA's K slice; the last one may be short.)
+  // when prefetch_row_bytes is set, so it may be read here (by every thread: decode_block is
+  // warp-collective), else after the wait. (SPLIT: within this CTA's K slice; the last one may
+  // be short.)
+  const bool early = g.prefetch_row_bytes > 0;
+  __shared__ int32_t direct_slots[kDecodeWarps][32];  // decode_block's, per warp
+  int32_t* slots = direct_slots[warp];
+  int e = -1;
+  if (early) e = decode_block(g, blockIdx.x, BM, slots);
   int64_t pf_bytes = g.prefetch_row_bytes;
   if constexpr (SPLIT) pf_bytes = min(pf_bytes, min(c_end * kDecodeBK, g.K) - c_begin * kDecodeBK);
-  if (pf_bytes > 0 && warp == 0 && q == 0) {
-    const int pe = decode_block_expert(g, blockIdx.x);
-    if (pe >= 0) {
-      const int8_t* Wp = g.w + static_cast<int64_t>(pe) * g.N * g.K;
+  if (pf_bytes > 0 && warp == 0 && q == 0 && e >= 0) {
+    const int8_t* Wp = g.w + static_cast<int64_t>(e) * g.N * g.K;
 #pragma unroll
-      for (int m = 0; m < MT; ++m)
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (row[m][h] >= 0)
-            prefetch_l2(Wp + row[m][h] * g.K + c_begin * kDecodeBK,
-                        static_cast<uint32_t>(pf_bytes));
-    }
+      for (int h = 0; h < 2; ++h)
+        if (row[m][h] >= 0)
+          prefetch_l2(Wp + row[m][h] * g.K + c_begin * kDecodeBK,
+                      static_cast<uint32_t>(pf_bytes));
   }
   pdl_wait();  // every CTA, even an empty one: this grid must not complete before the previous
   pdl_launch_dependents();
-  const int e = decode_block_expert(g, blockIdx.x);
-  if (g.record_routes != nullptr && blockIdx.y == 0 && threadIdx.x < BM)
+  if (!early) e = decode_block(g, blockIdx.x, BM, slots);
+  if (g.record_routes != nullptr && blockIdx.y == 0 && threadIdx.x < BM)  // warp 0
     g.record_routes[pos0 + threadIdx.x] =
-        threadIdx.x == 0 && e >= 0 ? static_cast<int32_t>(blockIdx.x) : -1;
+        e >= 0 ? decode_route_at(g, slots, pos0 + threadIdx.x, threadIdx.x) : -1;
   if (e < 0) return;
   const int8_t* W = g.w + static_cast<int64_t>(e) * g.N * g.K;
   const AT* A = static_cast<const AT*>(g.a);
@@ -251,7 +285,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int64_t p = pos0 + t * 8 + grp;
-    const int32_t route = decode_route_at(g, p, BM);
+    const int32_t route = decode_route_at(g, slots, p, t * 8 + grp);
     const int64_t r = route < 0 ? 0 : g.a_rows_are_tokens ? route / g.topk : p;
     xp[t] = A + r * g.K + first * kDecodeBK + q * 16;
   }
@@ -394,7 +428,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kDecodeMinBlocks<NT, AHEAD, MT
 #pragma unroll
       for (int i = 0; i < 2; ++i) {  // tokens 2q, 2q + 1 of n-tile t
         const int64_t p = pos0 + t * 8 + 2 * q + i;
-        const int32_t route = decode_route_at(g, p, BM);
+        const int32_t route = decode_route_at(g, slots, p, t * 8 + 2 * q + i);
         if (route < 0) continue;
         store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[m][t][i]),
                                        static_cast<float>(acc[m][t][2 + i]), row[m], s, bv, j,

@@ -48,13 +48,15 @@ struct MoeGemmArgs {
   // blocks per group launch_row_tiles derives from it.
   int64_t raster_bytes;
   int64_t raster_group;
-  // Direct routing (decode kernel, one token: no align kernel before it; direct_ids non-null):
-  // route block b holds route b alone, at sorted position b * BM, and its local expert is
-  // resolved here from the router ids (direct_ids, int64 when direct_ids64; expert_map may be
-  // null). record_routes (GEMM1): where the weight tile 0 CTAs write that sorted routing for
-  // the kernels after it (W8A8's intermediate quantization reads it); null in GEMM2.
+  // Direct routing (decode kernel, at most kDirectMaxRoutes routes: no align kernel before it;
+  // direct_ids non-null): each CTA derives its route block from the direct_routes router ids
+  // (direct_ids, int64 when direct_ids64; expert_map may be null; decode_block), the blocks'
+  // routes at sorted positions b * BM .. b * BM + BM - 1 as align would place them. record_routes
+  // (GEMM1): where the weight tile 0 CTAs write that sorted routing for the kernels after it
+  // (W8A8's intermediate quantization reads it); null in GEMM2.
   const void* direct_ids;
   bool direct_ids64;
+  int64_t direct_routes;
   const int32_t* expert_map;
   int64_t E_global, E;
   int32_t* record_routes;
