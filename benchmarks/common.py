@@ -85,5 +85,14 @@ def int8_matmul_tops(n: int = 8192) -> float:
     return 2 * n**3 / ms / 1e9
 
 
+def random_int8_weights(E: int, H: int, inter: int):
+    """(w13, w2, w13_scale, w2_scale) on the GPU: random int8 weights with random scales, for
+    timing only (the largest SPEC layers load in seconds, no quantization)."""
+    return (torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda"),
+            torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda"),
+            torch.rand(E, 2 * inter, device="cuda") * 1e-3,
+            torch.rand(E, H, device="cuda") * 1e-3)
+
+
 def device_name() -> str:
     return torch.cuda.get_device_name()

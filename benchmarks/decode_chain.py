@@ -38,7 +38,7 @@ import int8_moe  # noqa: E402
 from int8_moe.cli import random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
 
-from common import copy_bandwidth_gbs, device_name  # noqa: E402
+from common import copy_bandwidth_gbs, device_name, random_int8_weights  # noqa: E402
 
 AUTO = dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto",
             DIRECT_ROUTING="auto", DECODE_SPLITK="auto")
@@ -96,12 +96,7 @@ def time_model(shape, tokens: str, act_quant: str, copy_gbs: float, settings: di
                steady_calls: bool) -> None:
     """One table row per token count; random int8 weights with random scales (timing only)."""
     E, H, inter = shape.experts, shape.hidden, shape.inter
-    copies = []
-    for _ in range(COPIES if steady_calls else 1):
-        copies.append((torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda"),
-                       torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda"),
-                       torch.rand(E, 2 * inter, device="cuda") * 1e-3,
-                       torch.rand(E, H, device="cuda") * 1e-3))
+    copies = [random_int8_weights(E, H, inter) for _ in range(COPIES if steady_calls else 1)]
     for M in map(int, tokens.split(",")):
         x = torch.randn(M, H, dtype=torch.bfloat16, device="cuda")
         tw, ids = random_routing(M, shape, "cuda", seed=M)

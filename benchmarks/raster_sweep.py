@@ -24,7 +24,7 @@ import int8_moe  # noqa: E402
 from int8_moe.cli import random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
 
-from common import device_name  # noqa: E402
+from common import device_name, random_int8_weights  # noqa: E402
 
 BUDGETS = ["0", "4096", "8192", "16384", "32768", "65536"]
 
@@ -46,10 +46,7 @@ def sweep_row(run, path: str, budgets: list[str]) -> str:
 def sweep_model(name: str, tokens: list[int], budgets: list[str]) -> None:
     shape = PRESETS[name]
     E, H, inter = shape.experts, shape.hidden, shape.inter
-    w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
-    w2 = torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda")
-    s13 = torch.rand(E, 2 * inter, device="cuda") * 1e-3
-    s2 = torch.rand(E, H, device="cuda") * 1e-3
+    w13, w2, s13, s2 = random_int8_weights(E, H, inter)
     for M in tokens:
         x = torch.randn(M, H, dtype=torch.bfloat16, device="cuda")
         tw, ids = random_routing(M, shape, "cuda", seed=M)

@@ -27,7 +27,7 @@ import int8_moe  # noqa: E402
 from int8_moe.cli import random_routing  # noqa: E402
 from int8_moe.presets import PRESETS  # noqa: E402
 
-from common import device_name  # noqa: E402
+from common import device_name, random_int8_weights  # noqa: E402
 
 MODELS = [n for n in PRESETS if n not in ("tiny", "small")]
 
@@ -129,11 +129,7 @@ def main():
         )
         for inter in inters:
             E, H = shape.experts, shape.hidden
-            w13 = torch.randint(-127, 128, (E, 2 * inter, H), dtype=torch.int8, device="cuda")
-            w2 = torch.randint(-127, 128, (E, H, inter), dtype=torch.int8, device="cuda")
-            s13 = torch.rand(E, 2 * inter, device="cuda") * 1e-3
-            s2 = torch.rand(E, H, device="cuda") * 1e-3
-            weights = (w13, w2, s13, s2)
+            weights = random_int8_weights(E, H, inter)
             if args.per_expert:
                 tokens = [-(-int(pe) * E // shape.topk) for pe in args.per_expert.split(",")]
             else:
@@ -156,7 +152,7 @@ def main():
                     f"{best} | {best_ms:.4f} | {ratio:.2f} | {every} |",
                     flush=True,
                 )
-            del w13, w2, s13, s2, weights
+            del weights
             torch.cuda.empty_cache()
     print(f"auto within 5% of the best variant in {n_good} of {n_cases} cases")
 

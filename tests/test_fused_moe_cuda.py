@@ -387,7 +387,7 @@ def test_direct_routing_agrees_with_aligned(monkeypatch, act_quant, dtype, bm):
 
 # Several tokens, up to 32 routes: direct routing groups each expert's routes, in route order,
 # into blocks of BM (decode_block). Experts shared by many tokens, one expert with more routes
-# than a block holds (several leader blocks: 30 routes on one expert at 8 and 16 per block), -1
+# than a block holds (several leader blocks: 24 routes on one expert at 8 and 16 per block), -1
 # and out-of-range ids between them, an expert map with dropped entries, int64 ids, 33 routes
 # (one over: aligned). Both modes, 8- and 16-route blocks, direct and aligned, each against the
 # reference over poisoned workspace and repeated bitwise.
