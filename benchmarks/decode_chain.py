@@ -8,7 +8,9 @@ CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), the r
 (INT8_MOE_DECODE_BM), up to 32 routes
 direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs derive their blocks from the router ids, no
 align kernel), and
-GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy).
+GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy), and
+with --act-quant per_token the looped activation quantization kernel
+(INT8_MOE_ACT_QUANT_LOOPED=1) against the register-resident one.
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
 routing, one K slice); "auto" is the default.
 Floor: int8 bytes of the experts touched / copy rate. One timing round: the first column of a row
@@ -55,6 +57,8 @@ SETTINGS = {
     "auto pf0": dict(AUTO, DECODE_PREFETCH_MB="0"),
     "auto nopdl": dict(AUTO, PDL="0"),
     "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
+    "direct": dict(AUTO, DIRECT_ROUTING="1"),
+    "looped quant": dict(AUTO, ACT_QUANT_LOOPED="1"),
     "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
     "auto split1": dict(AUTO, DECODE_SPLITK="1"),
     "auto split2": dict(AUTO, DECODE_SPLITK="2"),

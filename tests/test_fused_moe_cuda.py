@@ -424,6 +424,37 @@ def test_direct_routing_several_tokens(monkeypatch, act_quant, bm):
             assert torch.equal(out, again)
 
 
+# W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the
+# register-resident kernel (a row in one block's registers, one memory round trip) against the
+# looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
+# that leave the last threads' packs partly empty (H = 208, I = 176), 1, 2 and 4 packs per
+# thread (I = 176, 8000, 14336: 1000 threads of 2 fp32 packs, 896 of 4), a row beyond 1024
+# threads of 4 packs (I = 16400: looped either way), the input-side router weight (k = 1, x's rows scaled first), decode and
+# tensor-core prefill paths, both dtypes, over poisoned workspace.
+@pytest.mark.parametrize("M,H,I,E,k,weight_on_input", [
+    (1, 208, 176, 8, 4, False),
+    (3, 4096, 176, 8, 2, False),
+    (2, 64, 8000, 4, 2, False),
+    (2, 64, 14336, 4, 2, False),
+    (2, 64, 16400, 2, 2, False),
+    (5, 208, 176, 4, 1, True),
+    (300, 208, 176, 4, 2, False),
+])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dtype):
+    case = make_case(M, H, I, E, k, dtype=dtype, device="cuda", bias=True, seed=M + I)
+    outs = []
+    for looped in ["1", "0"]:
+        monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", looped)
+        poison_cached_memory()
+        outs.append(check(case, dtype, act_quant="per_token",
+                          apply_router_weight_on_input=weight_on_input))
+    assert torch.equal(outs[0], outs[1])
+    monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", "2")
+    with pytest.raises(RuntimeError, match="INT8_MOE_ACT_QUANT_LOOPED must be auto, 0 or 1"):
+        ops.fused_moe(*case.args(), act_quant="per_token")
+
+
 # GEMM2 split over K (INT8_MOE_DECODE_SPLITK): each K slice writes partial per-route rows that
 # the top-k sum adds in a fixed order. K = I = 176 is 2.75 chunks of 64, so 4 slices leave the
 # last one empty (partials of zero, no bias) and 2 slices a short one; the bias is added once;

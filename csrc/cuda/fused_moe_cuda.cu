@@ -79,13 +79,28 @@ Routing direct_routes(const at::Tensor& topk_ids, const MoeProblem& p, int BM) {
   return r;
 }
 
+// Per-token int8 quantization of `rows` rows of K activations (W8A8): the register-resident
+// kernel where rows allow 16-byte packs and at most 1024 threads hold a row with at most 4
+// packs each (bf16 rows up to 32768 values, fp32 up to 16384), with the fewest packs per thread
+// that fit (each thread then quantizes fewest values: the row's latency), else the looped one
+// (always with looped: the tests compare the two bit for bit).
 template <typename T>
 void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
                        const int32_t* valid, at::Tensor& q, at::Tensor& scale, bool pdl,
-                       cudaStream_t stream) {
+                       bool looped, cudaStream_t stream) {
   if (rows == 0) return;
-  C10_CUDA_CHECK(launch_kernel(&quantize_act_rows_kernel<T>, dim3(static_cast<unsigned>(rows)),
-                               dim3(256), 0, stream, pdl, static_cast<const T*>(a), K, mul, valid,
+  const int64_t V = 16 / sizeof(T);
+  const int64_t packs = K / V;
+  const int vpt = packs <= 1024 ? 1 : packs <= 2048 ? 2 : 4;
+  const int64_t threads = ceil_div(ceil_div(packs, vpt), 32) * 32;
+  const bool regs = !looped && K > 0 && K % V == 0 && is_aligned(a, 16) && threads <= 1024;
+  auto* kernel = !regs     ? &quantize_act_rows_kernel<T>
+                 : vpt == 1 ? &quantize_act_rows_regs_kernel<T, 1>
+                 : vpt == 2 ? &quantize_act_rows_regs_kernel<T, 2>
+                            : &quantize_act_rows_regs_kernel<T, 4>;
+  C10_CUDA_CHECK(launch_kernel(kernel, dim3(static_cast<unsigned>(rows)),
+                               dim3(regs ? static_cast<unsigned>(threads) : 256u), 0, stream, pdl,
+                               static_cast<const T*>(a), K, mul, valid,
                                q.mutable_data_ptr<int8_t>(), scale.mutable_data_ptr<float>()));
 }
 
@@ -555,9 +570,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));
     at::Tensor xs = at::empty({p.M}, f32);
     // apply_router_weight_on_input needs k == 1, so route == token and the weight row applies.
+    // INT8_MOE_ACT_QUANT_LOOPED = 1 forces the looped quantization kernel (tests).
+    const bool looped = choice_knob("INT8_MOE_ACT_QUANT_LOOPED", {0, 1}) == 1;
     quantize_act_rows<T>(x.const_data_ptr(), p.M, p.H,
                          p.weight_on_input ? topk_weights.const_data_ptr<float>() : nullptr,
-                         nullptr, xq, xs, chain.pdl, stream);
+                         nullptr, xq, xs, chain.pdl, looped, stream);
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     at::Tensor iq = at::empty({capacity, p.I}, x.options().dtype(at::kChar));
     at::Tensor is = at::empty({capacity}, f32);
@@ -568,7 +585,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, ceil_div(p.I, 32), chain, stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,
-                             stream);
+                             looped, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
     gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, ceil_div(p.H, kSimtRows), chain, stream,

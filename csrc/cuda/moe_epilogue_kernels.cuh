@@ -12,7 +12,8 @@
 namespace int8_moe {
 
 // q[r] = round_half_away(a[r] * mul[r] / s[r]), s[r] = max(amax, 1e-10) / 127; one block per
-// row. Rows with valid[r] < 0 (padding) are skipped. mul and valid may be null.
+// row. Rows with valid[r] < 0 (padding) are skipped. mul and valid may be null. The looped form,
+// for any K and alignment: each thread reads its elements twice, one at a time.
 template <typename T>
 __global__ void __launch_bounds__(256)
     quantize_act_rows_kernel(const T* __restrict__ a, int64_t K, const float* __restrict__ mul,
@@ -38,6 +39,59 @@ __global__ void __launch_bounds__(256)
   if (threadIdx.x == 0) scale[r] = s;
   for (int64_t i = threadIdx.x; i < K; i += 256)
     q[r * K + i] = quantize_activation_value(Elem<T>::to_float(ar[i]) * m, s);
+}
+
+// The same quantization with the row held in registers: one block of blockDim.x threads (a
+// multiple of 32, at most 1024) per row, thread t holding the row's 16-byte packs t,
+// t + blockDim.x, ... (at most VPT of them), all loaded before the first is used, so a row costs
+// one memory round trip (the looped form reads a Mixtral-8x7B intermediate row, 14336 fp32
+// values, as 56 scalar loads per thread in a loop, then again to quantize it: on the W8A8
+// decode chain's critical path). Needs K a multiple of 16 / sizeof(T) and 16-byte aligned
+// rows. Same arithmetic as the looped form (the max is order-free): bitwise the same result.
+template <typename T, int VPT>
+__global__ void __launch_bounds__(1024)
+    quantize_act_rows_regs_kernel(const T* __restrict__ a, int64_t K, const float* __restrict__ mul,
+                                  const int32_t* __restrict__ valid, int8_t* __restrict__ q,
+                                  float* __restrict__ scale) {
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x;
+  if (valid != nullptr && valid[r] < 0) return;
+  constexpr int V = 16 / sizeof(T);
+  const int64_t n_vec = K / V;
+  const Pack<T, V>* src = reinterpret_cast<const Pack<T, V>*>(a + r * K);
+  const float m = mul ? mul[r] : 1.0f;
+  Pack<T, V> v[VPT];
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int64_t j = threadIdx.x + static_cast<int64_t>(i) * blockDim.x;
+    if (j < n_vec) v[i] = src[j];
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i)
+    if (threadIdx.x + static_cast<int64_t>(i) * blockDim.x < n_vec)
+#pragma unroll
+      for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  __shared__ float warp_max[32];
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
+  __syncthreads();
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) amax = fmaxf(amax, warp_max[w]);
+  const float s = activation_scale_from_amax(amax);
+  if (threadIdx.x == 0) scale[r] = s;
+  Pack<int8_t, V>* dst = reinterpret_cast<Pack<int8_t, V>*>(q + r * K);
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int64_t j = threadIdx.x + static_cast<int64_t>(i) * blockDim.x;
+    if (j >= n_vec) continue;
+    Pack<int8_t, V> out;
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
+    dst[j] = out;
+  }
 }
 
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),

@@ -48,6 +48,14 @@ template cudaError_t launch_tiled_gemm<__nv_bfloat16, int8_t, false>(const MoeGe
                                                                      int, cudaStream_t);
 template __global__ void quantize_act_rows_kernel<float>(const float*, int64_t, const float*,
                                                          const int32_t*, int8_t*, float*);
+template __global__ void quantize_act_rows_regs_kernel<float, 4>(const float*, int64_t,
+                                                                const float*, const int32_t*,
+                                                                int8_t*, float*);
+template __global__ void quantize_act_rows_regs_kernel<__nv_bfloat16, 4>(
+    const __nv_bfloat16*, int64_t, const float*, const int32_t*, int8_t*, float*);
+template __global__ void quantize_act_rows_regs_kernel<__half, 1>(const __half*, int64_t,
+                                                                  const float*, const int32_t*,
+                                                                  int8_t*, float*);
 template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8>(
     const __nv_bfloat16*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, __nv_bfloat16*);
