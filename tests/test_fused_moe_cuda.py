@@ -429,8 +429,9 @@ def test_direct_routing_several_tokens(monkeypatch, act_quant, bm):
 # looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
 # that leave the last threads' packs partly empty (H = 208, I = 176), 1, 2 and 4 packs per
 # thread (I = 176, 8000, 14336: 1000 threads of 2 fp32 packs, 896 of 4), a row beyond 1024
-# threads of 4 packs (I = 16400: looped either way), the input-side router weight (k = 1, x's rows scaled first), decode and
-# tensor-core prefill paths, both dtypes, over poisoned workspace.
+# threads of 4 packs (I = 16400: looped either way), the input-side router weight (k = 1, x's
+# rows scaled first), decode and tensor-core prefill paths, both dtypes, over poisoned
+# workspace.
 @pytest.mark.parametrize("M,H,I,E,k,weight_on_input", [
     (1, 208, 176, 8, 4, False),
     (3, 4096, 176, 8, 2, False),
