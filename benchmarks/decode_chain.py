@@ -7,12 +7,13 @@ chunks in flight per warp (INT8_MOE_DECODE_AHEAD; "rule": 4 for GEMM2's long row
 CTAs are busy, else 2), the 16-row MMA tiles per CTA (INT8_MOE_DECODE_MT), the routes per block
 (INT8_MOE_DECODE_BM), up to 32 routes
 direct routing (INT8_MOE_DIRECT_ROUTING: the GEMMs derive their blocks from the router ids, no
-align kernel), and
+align kernel), the one-warp align kernel up to 32 routes (INT8_MOE_ALIGN_WARP) and align
+launched with PDL (INT8_MOE_ALIGN_PDL), and
 GEMM2's K slices (INT8_MOE_DECODE_SPLITK; "rule": 2 for long rows when few CTAs are busy), and
 with --act-quant per_token the looped activation quantization kernel
 (INT8_MOE_ACT_QUANT_LOOPED=1) against the register-resident one.
 "before" is the chain without them (no PDL, 2 chunks in flight, one tile per CTA, aligned
-routing, one K slice); "auto" is the default.
+routing, one K slice, the block align kernel without PDL); "auto" is the default.
 Floor: int8 bytes of the experts touched / copy rate. One timing round: the first column of a row
 ("before") is timed first after new inputs and may read slow (bench_moe.py times two rounds);
 compare the other columns with each other.
@@ -43,12 +44,12 @@ from int8_moe.presets import PRESETS  # noqa: E402
 from common import copy_bandwidth_gbs, device_name, random_int8_weights  # noqa: E402
 
 AUTO = dict(PDL="auto", DECODE_AHEAD="auto", DECODE_PREFETCH_MB="auto", DECODE_MT="auto",
-            DIRECT_ROUTING="auto", DECODE_SPLITK="auto")
+            DIRECT_ROUTING="auto", DECODE_SPLITK="auto", ALIGN_WARP="auto", ALIGN_PDL="auto")
 SETTINGS = {
     "before": dict(PDL="0", DECODE_AHEAD="2", DECODE_PREFETCH_MB="0", DECODE_MT="1",
-                   DIRECT_ROUTING="0", DECODE_SPLITK="1"),
+                   DIRECT_ROUTING="0", DECODE_SPLITK="1", ALIGN_WARP="0", ALIGN_PDL="0"),
     "pdl+pf16": dict(AUTO, PDL="1", DECODE_AHEAD="2", DECODE_PREFETCH_MB="16", DECODE_MT="1",
-                     DIRECT_ROUTING="0", DECODE_SPLITK="1"),
+                     DIRECT_ROUTING="0", DECODE_SPLITK="1", ALIGN_WARP="0", ALIGN_PDL="0"),
     "auto mt1": dict(AUTO, DECODE_MT="1"),
     "auto mt2": dict(AUTO, DECODE_MT="2"),
     "auto bm16": dict(AUTO, DECODE_BM="16"),
@@ -59,6 +60,9 @@ SETTINGS = {
     "auto aligned": dict(AUTO, DIRECT_ROUTING="0"),
     "direct": dict(AUTO, DIRECT_ROUTING="1"),
     "looped quant": dict(AUTO, ACT_QUANT_LOOPED="1"),
+    "old align": dict(AUTO, ALIGN_WARP="0", ALIGN_PDL="0"),
+    "block align": dict(AUTO, ALIGN_WARP="0"),
+    "align nopdl": dict(AUTO, ALIGN_PDL="0"),
     "auto ahead2": dict(AUTO, DECODE_AHEAD="2"),
     "auto split1": dict(AUTO, DECODE_SPLITK="1"),
     "auto split2": dict(AUTO, DECODE_SPLITK="2"),

@@ -4,9 +4,10 @@ and the working tree, on a machine with nvcc (no GPU needed).
 For a change meant to leave some kernels alone (a feature behind a compile-time flag), this says
 which kernels still compile to the same code. Register numbers, labels, parameter declarations
 and parameter indices are normalized away, so a kernel that gained a parameter still counts as
-the same where its instructions are; a defaulted template flag added as the last template
-argument (mangled `Lb0E`) is matched to the kernel without it. Prints one line per kernel that
-differs (with its differing instruction lines) or exists on one side only, then the counts.
+the same where its instructions are; defaulted template flags added as the last template
+arguments (mangled `Lb0E` each) are matched to the kernel without them. Prints one line per
+kernel that differs (with its differing instruction lines) or exists on one side only, then the
+counts.
 
 python scripts/ptx_compare.py <rev> [--arch compute_90a]
 """
@@ -49,9 +50,9 @@ def kernels(ptx: str) -> dict[str, list[str]]:
         lines = [ln for ln in body.splitlines()
                  if not re.match(r"\s*\.(param|reg)\b", ln) and ln.strip()]
         # The template arguments end at the first "EEv" (arguments, nested name, return type);
-        # a trailing defaulted flag Lb0E is dropped so that old and new names match.
+        # trailing defaulted flags (Lb0E) are dropped so that old and new names match.
         head = name.split("EEv", 1)[0] + "E"
-        found[re.sub(r"Lb0E$", "", head[:-1]) + "E"] = lines
+        found[re.sub(r"(Lb0E)+$", "", head[:-1]) + "E"] = lines
     return found
 
 

@@ -424,6 +424,53 @@ def test_direct_routing_several_tokens(monkeypatch, act_quant, bm):
             assert torch.equal(out, again)
 
 
+# The one-warp align kernel (decode, up to 32 routes; INT8_MOE_ALIGN_WARP) against the block
+# kernel and the reference, each launched with and without PDL (INT8_MOE_ALIGN_PDL), on aligned
+# routing in both modes: 32 routes on 32 distinct experts (the same sorted layout either way:
+# bitwise the same output), one expert over several blocks (24 routes: 3 blocks of 8, 2 of 16),
+# -1 and out-of-range ids, an expert map with dropped entries, int64 ids, 33 routes (the block
+# kernel whatever the knob), 8- and 16-route blocks, over poisoned workspace, repeated bitwise.
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("bm", ["auto", "16"])
+def test_warp_align(monkeypatch, act_quant, bm):
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "decode")
+    monkeypatch.setenv("INT8_MOE_DIRECT_ROUTING", "0")
+    monkeypatch.setenv("INT8_MOE_DECODE_BM", bm)
+    gen = torch.Generator().manual_seed(17)
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    crowded = torch.randint(0, 12, (8, 4), generator=gen, dtype=torch.int32)
+    crowded[:, :3] = 3  # 24 routes on expert 3
+    crowded[1, 3] = -1
+    crowded[6, 3] = 12
+    variants = [  # M, k, E, make_case kwargs, ids, expert_map, distinct experts
+        (4, 8, 40, dict(), torch.randperm(40, generator=gen)[:32].view(4, 8), None, True),
+        (8, 4, 12, dict(), crowded, None, False),
+        (8, 4, 12, dict(id_dtype=torch.int64), crowded, None, False),
+        (8, 4, 8, dict(), crowded, emap, False),  # 12 global ids onto 8 local experts
+        (3, 5, 12, dict(), None, None, False),
+        (11, 3, 12, dict(), None, None, False),  # 33 routes
+    ]
+    for i, (M, k, E, kw, ids, expert_map, distinct) in enumerate(variants):
+        case = make_case(M, 208, 176, E, k, device="cuda", bias=True, seed=140 + i, **kw)
+        if ids is not None:
+            case.topk_ids = ids.to(device="cuda", dtype=case.topk_ids.dtype)
+        extra = {} if expert_map is None else dict(expert_map=expert_map)
+        outs = {}
+        for warp, pdl in [("0", "0"), ("1", "0"), ("1", "1"), ("0", "1")]:
+            monkeypatch.setenv("INT8_MOE_ALIGN_WARP", warp)
+            monkeypatch.setenv("INT8_MOE_ALIGN_PDL", pdl)
+            poison_cached_memory()
+            out = check(case, act_quant=act_quant, activation="swigluoai", **extra)
+            again = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant,
+                                  activation="swigluoai", **extra)
+            assert torch.equal(out, again)
+            outs[warp, pdl] = out
+        assert torch.equal(outs["1", "0"], outs["1", "1"])
+        if distinct or M * k > 32:
+            for out in outs.values():
+                assert torch.equal(out, outs["0", "0"])
+
+
 # W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the
 # register-resident kernel (a row in one block's registers, one memory round trip) against the
 # looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
@@ -512,6 +559,8 @@ def test_no_valid_route_gives_zeros(M, act_quant):
     ("INT8_MOE_DECODE_MT", "4", "auto, 1 or 2"),
     ("INT8_MOE_DIRECT_ROUTING", "yes", "auto, 0 or 1"),
     ("INT8_MOE_DECODE_SPLITK", "3", "auto, 1, 2 or 4"),
+    ("INT8_MOE_ALIGN_WARP", "2", "auto, 0 or 1"),
+    ("INT8_MOE_ALIGN_PDL", "-1", "auto, 0 or 1"),
 ])
 def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)

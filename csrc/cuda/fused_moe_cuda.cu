@@ -38,8 +38,12 @@ struct Routing {
   int64_t max_blocks;
 };
 
+// warp: moe_align_warp_kernel (up to kAlignWarpMaxRoutes routes, no expert_end); pdl: launched
+// with programmatic stream serialization (pdl.cuh), so that it is resident and waiting when the
+// kernel before it ends.
 Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>& expert_map,
-                     const MoeProblem& p, int BM, bool want_expert_end, cudaStream_t stream) {
+                     const MoeProblem& p, int BM, bool want_expert_end, bool warp, bool pdl,
+                     cudaStream_t stream) {
   const int64_t n_routes = p.M * p.topk;
   Routing r;
   r.max_blocks = moe_max_blocks(n_routes, p.E, BM);
@@ -50,21 +54,22 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;
   const size_t smem = (2 * p.E + 1) * sizeof(int);
   TORCH_CHECK(smem <= 48 * 1024, "int8_moe::fused_moe: too many local experts (", p.E, ")");
+  TORCH_INTERNAL_ASSERT(!warp || (n_routes <= kAlignWarpMaxRoutes && !want_expert_end));
   auto launch = [&](auto* ids) {
-    moe_align_kernel<<<1, 1024, smem, stream>>>(ids, n_routes, map, p.E_global,
-                                                static_cast<int>(p.E), BM,
-                                                r.sorted_routes.mutable_data_ptr<int32_t>(),
-                                                r.block_expert.mutable_data_ptr<int32_t>(),
-                                                r.max_blocks,
-                                                want_expert_end
-                                                    ? r.expert_end.mutable_data_ptr<int32_t>()
-                                                    : nullptr);
+    using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
+    int32_t* sorted = r.sorted_routes.mutable_data_ptr<int32_t>();
+    int32_t* block_expert = r.block_expert.mutable_data_ptr<int32_t>();
+    if (warp)
+      return launch_kernel(&moe_align_warp_kernel<IdT>, dim3(1), dim3(32), 0, stream, pdl, ids,
+                           n_routes, map, p.E_global, static_cast<int>(p.E), BM, sorted,
+                           block_expert, r.max_blocks);
+    return launch_kernel(&moe_align_kernel<IdT>, dim3(1), dim3(1024), smem, stream, pdl, ids,
+                         n_routes, map, p.E_global, static_cast<int>(p.E), BM, sorted,
+                         block_expert, r.max_blocks,
+                         want_expert_end ? r.expert_end.mutable_data_ptr<int32_t>() : nullptr);
   };
-  if (topk_ids.scalar_type() == at::kInt)
-    launch(topk_ids.const_data_ptr<int32_t>());
-  else
-    launch(topk_ids.const_data_ptr<int64_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(topk_ids.scalar_type() == at::kInt ? launch(topk_ids.const_data_ptr<int32_t>())
+                                                    : launch(topk_ids.const_data_ptr<int64_t>()));
   return r;
 }
 
@@ -255,10 +260,15 @@ constexpr int64_t kPdlMaxRoutes = 32;
 // - INT8_MOE_DIRECT_ROUTING = 0 | 1 turns direct routing off or on where it exists (up to
 //   kDirectMaxRoutes routes; auto: on up to kDirectAutoRoutesW8A16 routes for W8A16, on for
 //   W8A8);
-// - INT8_MOE_DECODE_SPLITK = 1 | 2 | 4 forces the K slices of GEMM2 (decode_splits).
+// - INT8_MOE_DECODE_SPLITK = 1 | 2 | 4 forces the K slices of GEMM2 (decode_splits);
+// - INT8_MOE_ALIGN_WARP = 0 | 1 turns off or on (where it exists) the one-warp align kernel
+//   (auto: on up to kAlignWarpMaxRoutes routes);
+// - INT8_MOE_ALIGN_PDL = 0 | 1 launches align without or with PDL (auto: as the chain).
 struct DecodeChain {
   bool pdl;
   bool direct;             // direct routing (direct_routes)
+  bool align_warp;         // moe_align_warp_kernel (align_routes)
+  bool align_pdl;          // align launched with PDL
   int ahead_knob;          // 0: decode_ahead's rule
   int mt_knob;             // 0: decode_mt's rule
   int split_knob;          // 0: decode_splits' rule
@@ -274,6 +284,8 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int mt = choice_knob("INT8_MOE_DECODE_MT", {1, 2});
   const int direct = choice_knob("INT8_MOE_DIRECT_ROUTING", {0, 1});
   const int split = choice_knob("INT8_MOE_DECODE_SPLITK", {1, 2, 4});
+  const int align_warp = choice_knob("INT8_MOE_ALIGN_WARP", {0, 1});
+  const int align_pdl = choice_knob("INT8_MOE_ALIGN_PDL", {0, 1});
   DecodeChain c{};
   c.n_routes = p.M * p.topk;
   c.pdl = decode_path && compute_capability(device) >= 90 &&
@@ -281,6 +293,8 @@ DecodeChain decode_chain(bool decode_path, int device, const MoeProblem& p) {
   const int64_t direct_max =
       direct == 1 || p.per_token ? kDirectMaxRoutes : kDirectAutoRoutesW8A16;
   c.direct = decode_path && c.n_routes <= direct_max && direct != 0;
+  c.align_warp = decode_path && c.n_routes <= kAlignWarpMaxRoutes && align_warp != 0;
+  c.align_pdl = c.pdl && align_pdl != 0;
   c.ahead_knob = std::max(ahead, 0);
   c.mt_knob = std::max(mt, 0);
   c.split_knob = std::max(split, 0);
@@ -489,11 +503,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
   const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
-  // The decode chain launches every kernel after align (with direct routing: every kernel) with
-  // PDL where it can (pdl.cuh).
+  // The decode chain launches every kernel, align included, with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const Routing r = chain.direct ? direct_routes(topk_ids, p, BM)
-                                 : align_routes(topk_ids, expert_map, p, BM, prefill, stream);
+                                 : align_routes(topk_ids, expert_map, p, BM, prefill,
+                                                chain.align_warp, chain.align_pdl, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;

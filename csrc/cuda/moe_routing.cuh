@@ -113,4 +113,47 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
+// Routes up to which the warp kernel below can align (one per lane).
+constexpr int64_t kAlignWarpMaxRoutes = 32;
+
+// moe_align_kernel's result (without expert_end) for up to kAlignWarpMaxRoutes routes, by one
+// warp with no shared memory, atomics or block barriers: lane i resolves route i's expert and
+// __match_any_sync groups the lanes by expert; a route's rank among its expert's routes gives
+// its block and slot within the expert's segment, and a route whose rank is a multiple of BM
+// starts a block (leads), so the expert's first block is the number of leaders of lower
+// experts. The same blocks, experts and padding as moe_align_kernel; within an expert the
+// routes go in route order (moe_align_kernel's order there is its atomics'). The block kernel
+// took ~3 us at the head of Qwen3-30B-A3B's decode chain at M = 4; with this one (and align
+// launched with PDL) the chain took 0.98x the time at M = 3 and 4 (benchmarks/NOTES.md,
+// variant 43).
+template <typename IdT>
+__global__ void __launch_bounds__(32)
+    moe_align_warp_kernel(const IdT* __restrict__ ids, int64_t n_routes,
+                          const int32_t* expert_map, int64_t E_global, int E, int BM,
+                          int32_t* __restrict__ sorted_routes, int32_t* __restrict__ block_expert,
+                          int64_t max_blocks) {
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
+  const int lane = threadIdx.x;
+  const int e = lane < n_routes ? resolve_expert(ids[lane], expert_map, E_global, E) : -1;
+  const uint32_t same = __match_any_sync(0xffffffffu, e);
+  const int rank = __popc(same & ((1u << lane) - 1u));
+  const bool leads = e >= 0 && rank % BM == 0;
+  const uint32_t leaders = __ballot_sync(0xffffffffu, leads);
+  int lower = 0;  // leaders (blocks) of the experts below e
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int ej = __shfl_sync(0xffffffffu, e, j);
+    lower += ((leaders >> j) & 1u) != 0u && ej < e;
+  }
+  for (int64_t i = lane; i < max_blocks * BM; i += 32) sorted_routes[i] = -1;
+  for (int64_t b = lane; b < max_blocks; b += 32) block_expert[b] = -1;
+  __syncwarp();  // orders the fills before the writes below (other lanes' addresses)
+  if (e >= 0) {
+    const int64_t block = lower + rank / BM;
+    sorted_routes[block * BM + rank % BM] = lane;
+    if (leads) block_expert[block] = e;
+  }
+}
+
 }  // namespace int8_moe
