@@ -77,6 +77,7 @@ def print_timeline(kernels, calls: int) -> None:
         dur = statistics.median(r[k][2] - r[k][1] for r in rows)
         print(f"  | {short_name(rows[0][k][0])} | {start:.1f} | {end:.1f} | {dur:.1f} |")
 
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="qwen3-30b-a3b,mixtral-8x7b")

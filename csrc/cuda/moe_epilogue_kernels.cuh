@@ -11,6 +11,20 @@
 
 namespace int8_moe {
 
+// The max of v over the block's threads (`warps` = blockDim.x / 32, at most MAX_WARPS), returned
+// to every thread; one block barrier. fmaxf is order-free (a NaN drops out in any order), so the
+// two quantization kernels below get the same bits from it.
+template <int MAX_WARPS>
+__device__ __forceinline__ float block_max(float v, int warps) {
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __shared__ float warp_max[MAX_WARPS];
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = v;
+  __syncthreads();
+  for (int w = 0; w < warps; ++w) v = fmaxf(v, warp_max[w]);
+  return v;
+}
+
 // q[r] = round_half_away(a[r] * mul[r] / s[r]), s[r] = max(amax, 1e-10) / 127; one block per
 // row. Rows with valid[r] < 0 (padding) are skipped. mul and valid may be null. The looped form,
 // for any K and alignment: each thread reads its elements twice, one at a time.
@@ -28,13 +42,7 @@ __global__ void __launch_bounds__(256)
   float amax = 0.0f;
   for (int64_t i = threadIdx.x; i < K; i += 256)
     amax = fmaxf(amax, fabsf(Elem<T>::to_float(ar[i]) * m));
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  __shared__ float warp_max[8];
-  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < 8; ++i) amax = fmaxf(amax, warp_max[i]);
+  amax = block_max<8>(amax, 8);
   const float s = activation_scale_from_amax(amax);
   if (threadIdx.x == 0) scale[r] = s;
   for (int64_t i = threadIdx.x; i < K; i += 256)
@@ -73,12 +81,7 @@ __global__ void __launch_bounds__(1024)
     if (threadIdx.x + static_cast<int64_t>(i) * blockDim.x < n_vec)
 #pragma unroll
       for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  __shared__ float warp_max[32];
-  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
-  __syncthreads();
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) amax = fmaxf(amax, warp_max[w]);
+  amax = block_max<32>(amax, static_cast<int>(blockDim.x / 32));
   const float s = activation_scale_from_amax(amax);
   if (threadIdx.x == 0) scale[r] = s;
   Pack<int8_t, V>* dst = reinterpret_cast<Pack<int8_t, V>*>(q + r * K);

@@ -156,19 +156,16 @@ __device__ __forceinline__ int decode_block(const MoeGemmArgs& g, int64_t b, int
                            : __ldcg(static_cast<const int32_t*>(g.direct_ids) + lane);
     e = resolve_expert(id, g.expert_map, g.E_global, g.E);
   }
-  const uint32_t below = (1u << lane) - 1u;
-  const uint32_t same = __match_any_sync(0xffffffffu, e);
-  const int rank = __popc(same & below);
-  const bool leads = e >= 0 && rank % BM == 0;
-  const uint32_t leaders = __ballot_sync(0xffffffffu, leads);
-  const uint32_t mine = __ballot_sync(0xffffffffu, leads && __popc(leaders & below) == b);
+  const LaneRoute lr = group_lanes_by_expert(e, BM);
+  const uint32_t mine =
+      __ballot_sync(0xffffffffu, lr.leads && __popc(lr.leaders & ((1u << lane) - 1u)) == b);
   if (mine == 0u) return -1;
   const int lead = __ffs(mine) - 1;
   const int be = __shfl_sync(0xffffffffu, e, lead);
-  const int first = __shfl_sync(0xffffffffu, rank, lead);
+  const int first = __shfl_sync(0xffffffffu, lr.rank, lead);
   if (lane < BM) slots[lane] = -1;
   __syncwarp();
-  if (e == be && rank >= first && rank < first + BM) slots[rank - first] = lane;
+  if (e == be && lr.rank >= first && lr.rank < first + BM) slots[lr.rank - first] = lane;
   __syncwarp();
   return be;
 }

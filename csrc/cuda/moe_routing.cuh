@@ -29,6 +29,25 @@ __device__ __forceinline__ int resolve_expert(IdT id, const int32_t* expert_map,
   return (e >= 0 && e < E) ? static_cast<int>(e) : -1;
 }
 
+// One route per warp lane (lane i: route i's local expert e, -1 for none) grouped by expert, as
+// the one-warp align kernel and the decode kernel's direct routing both place them: rank is the
+// route's place among its expert's routes in route order, a route leads a BM-route block where
+// that rank is a multiple of BM, and leaders has a bit per leading lane. Warp-collective.
+struct LaneRoute {
+  int rank;
+  bool leads;
+  uint32_t leaders;
+};
+__device__ __forceinline__ LaneRoute group_lanes_by_expert(int e, int BM) {
+  const int lane = threadIdx.x % 32;
+  const uint32_t same = __match_any_sync(0xffffffffu, e);
+  LaneRoute r;
+  r.rank = __popc(same & ((1u << lane) - 1u));
+  r.leads = e >= 0 && r.rank % BM == 0;
+  r.leaders = __ballot_sync(0xffffffffu, r.leads);
+  return r;
+}
+
 // One block. Dynamic shared memory: 2 * E + 1 ints.
 // sorted_routes[capacity]: route index (t * k + slot) or -1 for padding.
 // block_expert[max_blocks]: the local expert of each block, or -1 for unused blocks.
@@ -136,23 +155,20 @@ __global__ void __launch_bounds__(32)
   pdl_launch_dependents();
   const int lane = threadIdx.x;
   const int e = lane < n_routes ? resolve_expert(ids[lane], expert_map, E_global, E) : -1;
-  const uint32_t same = __match_any_sync(0xffffffffu, e);
-  const int rank = __popc(same & ((1u << lane) - 1u));
-  const bool leads = e >= 0 && rank % BM == 0;
-  const uint32_t leaders = __ballot_sync(0xffffffffu, leads);
+  const LaneRoute lr = group_lanes_by_expert(e, BM);
   int lower = 0;  // leaders (blocks) of the experts below e
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
     const int ej = __shfl_sync(0xffffffffu, e, j);
-    lower += ((leaders >> j) & 1u) != 0u && ej < e;
+    lower += ((lr.leaders >> j) & 1u) != 0u && ej < e;
   }
   for (int64_t i = lane; i < max_blocks * BM; i += 32) sorted_routes[i] = -1;
   for (int64_t b = lane; b < max_blocks; b += 32) block_expert[b] = -1;
   __syncwarp();  // orders the fills before the writes below (other lanes' addresses)
   if (e >= 0) {
-    const int64_t block = lower + rank / BM;
-    sorted_routes[block * BM + rank % BM] = lane;
-    if (leads) block_expert[block] = e;
+    const int64_t block = lower + lr.rank / BM;
+    sorted_routes[block * BM + lr.rank % BM] = lane;
+    if (lr.leads) block_expert[block] = e;
   }
 }
 
