@@ -58,6 +58,19 @@ def test_widen_benchmark_compiles(tmp_path):
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+@pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
+                    reason="this build already compiled the CUDA kernels")
+def test_stream_pattern_benchmark_compiles(tmp_path):
+    """benchmarks/stream_pattern.cu (a torch-free tool, built by hand: the decode weight stream's
+    DRAM rate by layout and L2 prefetch size) stays buildable, for sm_80 too."""
+    cmd = [NVCC, "-std=c++17", "-O1", "-gencode=arch=compute_80,code=sm_80",
+           "-gencode=arch=compute_90a,code=sm_90a", f"{ROOT}/benchmarks/stream_pattern.cu",
+           "-o", str(tmp_path / "stream_pattern")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
     """The decode GEMM2 split over K is a compile-time flag (the last template argument, SPLIT):
     only the split kernels read blockIdx.z (%ctaid.z in PTX). (scripts/ptx_compare.py compares
@@ -89,3 +102,30 @@ def test_tile_order_map_is_a_bijection(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "tile order: ok" in r.stdout, r.stdout[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_weight_loads_fetch_whole_l2_lines(tmp_path):
+    """Every streaming weight load of the decode kernels (ld.global.cs) and every cp.async of
+    the tiled and wgmma kernels carries the L2::128B prefetch size (benchmarks/NOTES.md, variant
+    44: the decode stream 2-5% faster); a plain __ldcs or cp.async would drop it silently."""
+    ptx = tmp_path / "loads.ptx"
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/weight_loads_ptx.cu",
+           "-o", str(ptx)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    families = {"moe_gemm_decode_kernel": r"ld\.global\.cs\S*",
+                "moe_gemm_tiled_kernel": r"cp\.async\.cg\.shared\.global\S*",
+                "moe_gemm_wgmma_kernel": r"cp\.async\.cg\.shared\.global\S*"}
+    seen = set()
+    for entry in re.split(r"\.entry ", ptx.read_text())[1:]:
+        name = entry.split("(")[0]
+        for family, pattern in families.items():
+            if family not in name:
+                continue
+            seen.add(family)
+            loads = re.findall(pattern, entry)
+            assert loads, f"{name}: no weight loads matched {pattern}"
+            assert all(".L2::128B" in op for op in loads), (name, sorted(set(loads)))
+    assert seen == set(families), seen

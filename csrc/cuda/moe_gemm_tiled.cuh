@@ -55,10 +55,12 @@ constexpr int tiled_smem_bytes() {
 }
 
 // 16-byte global -> shared copy of which the first src_bytes (16 or 0) come from src and the rest
-// are zeros (0: src is not read).
+// are zeros (0: src is not read). On an L2 miss the whole 128-byte line comes from DRAM (the
+// L2::128B prefetch size): a weight row's 64-byte piece of a W8A16 chunk brings the next chunk's
+// (NOTES, variant 44).
 __device__ __forceinline__ void cp_async_16_bytes(uint32_t dst, const void* src,
                                                   uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                "r"(src_bytes));
 }
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
