@@ -126,6 +126,16 @@ double tile_rate(int8_t* const* w, int64_t rows, int64_t K, uint32_t* sink) {
               static_cast<double>(rows) * K);
 }
 
+// One table row: the four loads on one layout, timed in column order.
+template <bool TILED>
+void print_row(int8_t* const* w, int64_t rows, int64_t K, uint32_t* sink) {
+  const double r[4] = {
+      tile_rate<0, TILED>(w, rows, K, sink), tile_rate<1, TILED>(w, rows, K, sink),
+      tile_rate<2, TILED>(w, rows, K, sink), tile_rate<3, TILED>(w, rows, K, sink)};
+  printf("%6lld %7lld | %-9s %9.0f %9.0f %9.0f %9.0f\n", static_cast<long long>(K),
+         static_cast<long long>(rows / 16), TILED ? "tiled" : "row-major", r[0], r[1], r[2], r[3]);
+}
+
 }  // namespace
 
 int main() {
@@ -153,23 +163,8 @@ int main() {
          "cs.256B", "nc.256B");
   for (int64_t K : {768ll, 2048ll, 4096ll, 14336ll}) {
     const int64_t rows = bytes / K / 16 * 16;
-    for (bool tiled : {false, true}) {
-      double r[4];
-      if (tiled) {
-        r[0] = tile_rate<0, true>(w, rows, K, sink);
-        r[1] = tile_rate<1, true>(w, rows, K, sink);
-        r[2] = tile_rate<2, true>(w, rows, K, sink);
-        r[3] = tile_rate<3, true>(w, rows, K, sink);
-      } else {
-        r[0] = tile_rate<0, false>(w, rows, K, sink);
-        r[1] = tile_rate<1, false>(w, rows, K, sink);
-        r[2] = tile_rate<2, false>(w, rows, K, sink);
-        r[3] = tile_rate<3, false>(w, rows, K, sink);
-      }
-      printf("%6lld %7lld | %-9s %9.0f %9.0f %9.0f %9.0f\n", static_cast<long long>(K),
-             static_cast<long long>(rows / 16), tiled ? "tiled" : "row-major", r[0], r[1], r[2],
-             r[3]);
-    }
+    print_row<false>(w, rows, K, sink);
+    print_row<true>(w, rows, K, sink);
   }
   const cudaError_t err = cudaDeviceSynchronize();
   if (err != cudaSuccess) {

@@ -21,6 +21,17 @@ NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
                                 if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
 
 
+def ptx_kernels(tmp_path, source: str) -> dict[str, str]:
+    """tests/cuda_compile/<source> compiled to sm_90a PTX: kernel (mangled name) -> its body."""
+    ptx = tmp_path / (source + ".ptx")
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/{source}", "-o", str(ptx)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    entries = re.split(r"\.entry ", ptx.read_text())[1:]
+    return {e.split("(")[0]: e for e in entries}
+
+
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 @pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
                     reason="this build already compiled the CUDA kernels")
@@ -75,14 +86,9 @@ def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
     """The decode GEMM2 split over K is a compile-time flag (the last template argument, SPLIT):
     only the split kernels read blockIdx.z (%ctaid.z in PTX). (scripts/ptx_compare.py compares
     every kernel with an earlier revision's.)"""
-    ptx = tmp_path / "decode.ptx"
-    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
-           "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/decode_split_ptx.cu",
-           "-o", str(ptx)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    entries = re.split(r"\.entry ", ptx.read_text())[1:]
-    split = {e.split("(")[0]: "%ctaid.z" in e for e in entries if "moe_gemm_decode_kernel" in e}
+    entries = ptx_kernels(tmp_path, "decode_split_ptx.cu")
+    split = {name: "%ctaid.z" in body for name, body in entries.items()
+             if "moe_gemm_decode_kernel" in name}
     # Mangled template arguments end in "Lb1E" (SPLIT = true) or "Lb0E" before the parameters.
     flagged = {name: name.endswith("Lb1EEEvNS_11MoeGemmArgsE") for name in split}
     assert any(flagged.values()) and not all(flagged.values()), sorted(split)
@@ -109,23 +115,16 @@ def test_weight_loads_fetch_whole_l2_lines(tmp_path):
     """Every streaming weight load of the decode kernels (ld.global.cs) and every cp.async of
     the tiled and wgmma kernels carries the L2::128B prefetch size (benchmarks/NOTES.md, variant
     44: the decode stream 2-5% faster); a plain __ldcs or cp.async would drop it silently."""
-    ptx = tmp_path / "loads.ptx"
-    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
-           "-arch=compute_90a", "-ptx", f"{ROOT}/tests/cuda_compile/weight_loads_ptx.cu",
-           "-o", str(ptx)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
     families = {"moe_gemm_decode_kernel": r"ld\.global\.cs\S*",
                 "moe_gemm_tiled_kernel": r"cp\.async\.cg\.shared\.global\S*",
                 "moe_gemm_wgmma_kernel": r"cp\.async\.cg\.shared\.global\S*"}
     seen = set()
-    for entry in re.split(r"\.entry ", ptx.read_text())[1:]:
-        name = entry.split("(")[0]
+    for name, body in ptx_kernels(tmp_path, "weight_loads_ptx.cu").items():
         for family, pattern in families.items():
             if family not in name:
                 continue
             seen.add(family)
-            loads = re.findall(pattern, entry)
+            loads = re.findall(pattern, body)
             assert loads, f"{name}: no weight loads matched {pattern}"
             assert all(".L2::128B" in op for op in loads), (name, sorted(set(loads)))
     assert seen == set(families), seen
