@@ -114,7 +114,8 @@ def test_tile_order_map_is_a_bijection(tmp_path):
 def test_weight_loads_fetch_whole_l2_lines(tmp_path):
     """Every streaming weight load of the decode kernels (ld.global.cs) and every cp.async of
     the tiled and wgmma kernels carries the L2::128B prefetch size (benchmarks/NOTES.md, variant
-    44: the decode stream 2-5% faster); a plain __ldcs or cp.async would drop it silently."""
+    44: the W8A16 decode chains 1.5-5% faster); a plain __ldcs or cp.async would drop it
+    silently."""
     families = {"moe_gemm_decode_kernel": r"ld\.global\.cs\S*",
                 "moe_gemm_tiled_kernel": r"cp\.async\.cg\.shared\.global\S*",
                 "moe_gemm_wgmma_kernel": r"cp\.async\.cg\.shared\.global\S*"}

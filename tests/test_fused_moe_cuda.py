@@ -23,6 +23,15 @@ def check(case, dtype=torch.bfloat16, act_quant="none", **kw):
     return out
 
 
+def check_repeatable(case, dtype=torch.bfloat16, act_quant="none", **kw):
+    """check() over poisoned workspace, then the same call again: bitwise the same output."""
+    poison_cached_memory()
+    out = check(case, dtype, act_quant, **kw)
+    again = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant, **kw)
+    assert torch.equal(out, again)
+    return out
+
+
 @pytest.mark.parametrize("shape", MODEL_SHAPES, ids=lambda s: s.name)
 @pytest.mark.parametrize("M", [1, 7, 64, 300])
 def test_model_shapes(shape, M):
@@ -417,11 +426,7 @@ def test_direct_routing_several_tokens(monkeypatch, act_quant, bm):
         extra = {} if expert_map is None else dict(expert_map=expert_map)
         for direct in ["1", "0"]:
             monkeypatch.setenv("INT8_MOE_DIRECT_ROUTING", direct)
-            poison_cached_memory()
-            out = check(case, act_quant=act_quant, activation="swigluoai", **extra)
-            again = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant,
-                                  activation="swigluoai", **extra)
-            assert torch.equal(out, again)
+            check_repeatable(case, act_quant=act_quant, activation="swigluoai", **extra)
 
 
 # The one-warp align kernel (decode, up to 32 routes; INT8_MOE_ALIGN_WARP) against the block
@@ -459,12 +464,8 @@ def test_warp_align(monkeypatch, act_quant, bm):
         for warp, pdl in [("0", "0"), ("1", "0"), ("1", "1"), ("0", "1")]:
             monkeypatch.setenv("INT8_MOE_ALIGN_WARP", warp)
             monkeypatch.setenv("INT8_MOE_ALIGN_PDL", pdl)
-            poison_cached_memory()
-            out = check(case, act_quant=act_quant, activation="swigluoai", **extra)
-            again = ops.fused_moe(*case.args(), **case.bias_kwargs(), act_quant=act_quant,
-                                  activation="swigluoai", **extra)
-            assert torch.equal(out, again)
-            outs[warp, pdl] = out
+            outs[warp, pdl] = check_repeatable(case, act_quant=act_quant, activation="swigluoai",
+                                               **extra)
         assert torch.equal(outs["1", "0"], outs["1", "1"])
         if distinct or M * k > 32:
             for out in outs.values():

@@ -47,8 +47,8 @@ constexpr int kDecodeBK = 64;
 // 16 bytes of a weight row, read once: evict-first (as __ldcs), and on an L2 miss the whole
 // 128-byte line fetched from DRAM (the L2::128B prefetch size), not only the sectors asked for.
 // A warp's load touches 64 bytes of each of 16 rows and the CTA's other warps the neighbouring
-// 64 bytes a moment later; fetched as whole lines, the stream runs 2-5% faster end to end
-// (NOTES, variant 44; 256 bytes measured the same as 128).
+// 64 bytes a moment later; fetched as whole lines, the W8A16 decode chains ran 1.5-5% faster
+// end to end (NOTES, variant 44; 256 bytes measured the same as 128).
 __device__ __forceinline__ uint4 load_weight_piece(const int8_t* p) {
   uint4 v;
   asm volatile("ld.global.cs.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];"
