@@ -53,6 +53,11 @@ def variants_for(
         tiles = [("64", "2"), ("128", "2")] + ([] if w8a16 else [("128", "4")]) + [("256", "2")]
         for bn, wg in tiles:
             v[f"wgmma/{bn}x{wg}"] = dict(GEMM_PATH="wgmma", WGMMA_BN=bn, WGMMA_WG=wg)
+            if w8a16 and bn == "128":  # without / with the pipelined loop (WGMMA_PIPE)
+                for pipe in ("0", "1"):
+                    v[f"wgmma/{bn}x{wg}p{pipe}"] = dict(
+                        GEMM_PATH="wgmma", WGMMA_BN=bn, WGMMA_WG=wg, WGMMA_PIPE=pipe
+                    )
     return v
 
 

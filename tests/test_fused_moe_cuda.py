@@ -118,7 +118,7 @@ def test_grouped_mm_path_on_weights_larger_than_the_widen_grid(monkeypatch):
     check(case)
 
 
-@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm", "wgmma"])
+@pytest.mark.parametrize("path", ["decode", "tiled", "grouped_mm", "wgmma:0", "wgmma:1"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_w8a16_int8_widening_is_exact_on_every_family(monkeypatch, path, dtype):
     """Every int8 value, at every byte position of a 16-byte piece, widened by each kernel family,
@@ -128,9 +128,12 @@ def test_w8a16_int8_widening_is_exact_on_every_family(monkeypatch, path, dtype):
     weight one off moves the output by far more than a rounding)."""
     if path == "grouped_mm" and not grouped_mm_available(dtype):
         pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    path, _, pipe = path.partition(":")  # wgmma:0 / wgmma:1: without / with the pipelined loop
     if path == "wgmma" and not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", pipe or "auto")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", "128" if pipe else "auto")  # where the pipeline is
     M, H, I = 40, 256, 256
     gen = torch.Generator().manual_seed(2)
     x = torch.randint(1, 4, (M, H), generator=gen)
@@ -202,6 +205,32 @@ def test_wgmma_forced_block_routes(monkeypatch, bn, wg, act_quant, activation):
     check(case, act_quant=act_quant, activation=activation)
 
 
+# The W8A16 wgmma kernel's two main loops (INT8_MOE_WGMMA_PIPE: 0 widens a chunk's weight
+# fragments, then waits for the chunk's products; 1, the default at 128 routes per tile, widens
+# step s + 1's while steps s - 2 .. s run, across chunks, with loads one chunk less ahead) issue
+# the same products in the same order: the same output bit for bit, and the reference's. K of
+# 1040 / 400 elements runs more chunks than the ring has slots (each slot refilled several times)
+# with a partial last chunk; tails in N, empty experts, biases, 128-route tiles mostly padding
+# (150 tokens: ~38 routes per expert) and full (1100: ~275), and 64-route tiles (where 1 runs the
+# unpipelined loop), over poisoned workspace.
+@pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
+@pytest.mark.parametrize("M, bn", [(150, "128"), (1100, "128"), (150, "64")])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_wgmma_w8a16_pipelines_agree(monkeypatch, H, I, M, bn, dtype, activation):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + H,
+                     n_used_experts=9)
+    outs = []
+    for pipe in ("0", "1"):
+        monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", pipe)
+        outs.append(check_repeatable(case, dtype, activation=activation))
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
     case = make_case(300, 256, 176, 8, 2, device="cuda", seed=23)
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
@@ -213,6 +242,10 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
         monkeypatch.setenv("INT8_MOE_WGMMA_WG", "3")
         with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_WG must be auto, 2 or 4"):
             ops.fused_moe(*case.args(), act_quant="per_token")
+        monkeypatch.setenv("INT8_MOE_WGMMA_WG", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", "2")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_PIPE must be auto, 0 or 1"):
+            ops.fused_moe(*case.args())
     else:
         with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):
             ops.fused_moe(*case.args(), act_quant="per_token")

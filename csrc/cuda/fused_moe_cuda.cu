@@ -163,10 +163,12 @@ constexpr int64_t kGroupedMmMinPerExpert = 64;
 // (`benchmarks/results/tune_moe_boundary_h100.log`), wgmma took 0.77-0.87x grouped_mm's time at
 // 512 per expert everywhere; at 1024, 0.85-1.00x where I <= 2048 (Mixtral TP 8, I = 1792:
 // 1.01x) but 1.03x on Mixtral I = 14336 and 0.98x on gpt-oss (2880); at 2048, 0.89-0.94x where
-// I <= 256, 1.05-1.18x elsewhere.
-constexpr int64_t wgmma_max_per_expert(int64_t I) {
-  return I <= 256 ? 2048 : I <= 2048 ? 1024 : 512;
-}
+// I <= 256, 1.05-1.18x elsewhere. With the pipelined main loop (variant 45;
+// `benchmarks/results/tune_moe_boundary_pipelined_h100.log`, two rounds) at 1024 per expert
+// where I > 2048: Mixtral I = 14336 0.99x / 1.01x, 7168 1.02x / 1.01x, 3584 0.97x / 0.96x, gpt-oss
+// 2880 0.98x / 0.97x; so wgmma up to 1024 there too, which spares the layer's transient bf16
+// copy of the weights (1.9 GB for Mixtral's w13).
+constexpr int64_t wgmma_max_per_expert(int64_t I) { return I <= 256 ? 2048 : 1024; }
 // Intermediate size from which GEMM2's rows count as long for the W8A16 decode/wgmma choice.
 constexpr int64_t kDecodeLongRowI = 2048;
 
@@ -216,6 +218,14 @@ int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_WG", {2, 4});
   if (forced > 0 && wgmma_wide_exists(BN, int8_act)) return forced;
   return wgmma_warpgroups(BN, per_expert, int8_act);
+}
+
+// Whether the W8A16 wgmma kernel runs its pipelined main loop (moe_gemm_wgmma.cuh): where it
+// exists (128 routes per tile) by default; INT8_MOE_WGMMA_PIPE = 0 | 1 forces it off or on, for
+// tuning and tests (1 is off where it does not exist).
+bool wgmma_w8a16_pipelined(int BN) {
+  const int forced = choice_knob("INT8_MOE_WGMMA_PIPE", {0, 1});
+  return wgmma_pipeline_exists(BN) && forced != 0;
 }
 
 // L2 bytes of activation rows that a group of route blocks of a tiled or wgmma GEMM holds while
@@ -568,9 +578,12 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
-        const cudaError_t e1 = launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream);
+        const bool pipe = wgmma_w8a16_pipelined(BM);
+        const cudaError_t e1 =
+            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe);
         C10_CUDA_CHECK(e1);
-        const cudaError_t e2 = launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream);
+        const cudaError_t e2 =
+            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe);
         C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)

@@ -143,7 +143,7 @@ __device__ __forceinline__ void wgmma_weight_fragment(uint32_t staged, int row, 
 
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
 // a_scale per row) or T (W8A16).
-template <typename T, typename AT, int BN, bool GATED, int WG>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
 __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
@@ -232,54 +232,91 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
   const int64_t chunks = (g.K + KC - 1) / KC;
-  // Loads run STAGES - 1 chunks ahead.
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < chunks) load_chunk(s, s);
-    cp_async_commit();
-  }
   const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int slot = static_cast<int>(c % STAGES);
-    cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
-    fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
-    __syncthreads();              // ... for every thread
-    const uint32_t base = smem + slot * STAGE_BYTES;
-    const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-    const int64_t next = c + STAGES - 1;
-    if constexpr (INT8) {
-      // Iteration c refills the slot of chunk c - 1 once its products have retired in both
-      // warpgroups, while chunk c's products run.
-      const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
-      wgmma_fence();
+  if constexpr (!INT8 && PIPELINED) {
+    // W8A16 pipelined inside the warpgroup: the fragments of k16 step s + 1 are loaded and
+    // widened while the products of steps s, s - 1 and s - 2 run, each step's fragments in
+    // registers of their own (a[s % 4]; step s - 3 has retired before a[(s + 1) % 4] is
+    // rewritten). Products stay in flight across chunks, so at chunk c's start the slot of
+    // chunk c - 1 may still be read: loads run STAGES - 2 chunks ahead (the slot of c - 2 is
+    // free). The same products in the same order as below: the same sums bit for bit.
+    constexpr int AHEAD = STAGES - 2;
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
-      wgmma_commit();
-      wgmma_fence_operands(acc);
-      wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
-      wgmma_fence_operands(acc);
-      __syncthreads();  // ... and in the other: its slot is free
+    for (int s = 0; s < AHEAD; ++s) {
+      if (s < chunks) load_chunk(s, s);
+      cp_async_commit();
+    }
+    uint32_t a[4][4];
+    for (int64_t c = 0; c < chunks; ++c) {
+      cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
+      fence_proxy_async_shared();  // ... and are visible to the async proxy (wgmma)
+      __syncthreads();             // ... for every thread; chunk c - 2's products have retired
+      const int64_t next = c + AHEAD;
       if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
       cp_async_commit();
-    } else {
-      // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
-      // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
-      // while this one builds its next fragments.
-      if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+      const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
+      const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
+      wgmma_weight_fragment<T>(base, frag_row, q, 0, a[0]);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        wgmma_fence();
+        wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+        wgmma_commit();
+        wgmma_fence_operands(acc);
+        wgmma_wait<3>();  // step s - 3 has retired
+        wgmma_fence_operands(acc);
+        if (k < 3) wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+      }
+    }
+  } else {
+    // Loads run STAGES - 1 chunks ahead.
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < chunks) load_chunk(s, s);
       cp_async_commit();
-      uint32_t a[4][4];
+    }
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int slot = static_cast<int>(c % STAGES);
+      cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
+      fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
+      __syncthreads();              // ... for every thread
+      const uint32_t base = smem + slot * STAGE_BYTES;
+      const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
+      const int64_t next = c + STAGES - 1;
+      if constexpr (INT8) {
+        // Iteration c refills the slot of chunk c - 1 once its products have retired in both
+        // warpgroups, while chunk c's products run.
+        const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
+        wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
-      wgmma_fence();
+        for (int k = 0; k < 4; ++k) wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
+        wgmma_commit();
+        wgmma_fence_operands(acc);
+        wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
+        wgmma_fence_operands(acc);
+        __syncthreads();  // ... and in the other: its slot is free
+        if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+        cp_async_commit();
+      } else {
+        // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
+        // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
+        // while this one builds its next fragments.
+        if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+        cp_async_commit();
+        uint32_t a[4][4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
-      wgmma_commit();
-      wgmma_fence_operands(acc);
-      wgmma_wait<0>();
-      wgmma_fence_operands(acc);
-      // The products read a[] asynchronously: keep those registers untouched until now.
+        for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
+        wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
+        for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+        wgmma_commit();
+        wgmma_fence_operands(acc);
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+        // The products read a[] asynchronously: keep those registers untouched until now.
+#pragma unroll
+        for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
+      }
     }
   }
   wgmma_fence_operands(acc);
@@ -314,7 +351,12 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 // reductions (H for GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10).
 // W8A16: 64 up to 48 routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per
 // expert; at 48 per expert, where a 128-route tile is mostly padding, 64 took 0.86-0.91x the
-// time of 128 on Mixtral at TP 1 and 8, `benchmarks/results/tune_moe_tp_w8a16_check_h100.log`).
+// time of 128 on Mixtral at TP 1 and 8, `benchmarks/results/tune_moe_tp_w8a16_check_h100.log`);
+// but 64 up to 64 per expert where I <= 1024 and up to 128 where I <= 256: against the pipelined
+// 128-route loop (`benchmarks/results/tune_moe_tiles_pipelined_h100.log`, two rounds) 64 took
+// 0.90-0.95x the time at I = 96-192 (Qwen3s, OLMoE, DeepSeek-V2-Lite TP 8) at 64 and 128 per
+// expert, 0.94-0.96x at Qwen3-30B-A3B's 768 and 0.99x at OLMoE's 1024 at 64 per expert, and
+// 1.01-1.25x from I = 1408 (at 128 per expert from I = 768).
 // W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
 // DeepSeek-V3's 7168 / 2048); with short ones (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs
 // per SM, are about 6% faster. Between (min(H, I) 1536-2047) 128 pays only with many waves of
@@ -322,11 +364,19 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
 // 0.95x, but at 2048 routes 1.08x (`benchmarks/results/tune_moe_tp_w8a8_h100.log`).
 inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_t I,
                          bool int8_act) {
-  if (!int8_act) return per_expert <= 48 ? 64 : 128;
+  if (!int8_act) return per_expert <= (I <= 256 ? 128 : I <= 1024 ? 64 : 48) ? 64 : 128;
   const int64_t k_min = std::min(H, I);
   const bool long_k = k_min >= 2048 || (k_min >= 1536 && n_routes >= 8192);
   return per_expert > 64 && long_k ? 128 : 64;
 }
+
+// W8A16's pipelined main loop (PIPELINED: a warpgroup widens the next k16 step's fragments while
+// its products run, up to 3 steps in flight) is built at 128 routes per tile, where it took
+// 0.95-0.98x the time of the chunk-at-a-time loop at 256-1024 routes per expert on an H100
+// (Mixtral-8x7B M = 4096 / 16384 and Qwen3-30B-A3B M = 4096 / 16384, forced, two rounds) and
+// about the same at 64 per expert; at 64 routes per tile it was 1.07-1.12x slower
+// (benchmarks/NOTES.md, variant 45).
+constexpr bool wgmma_pipeline_exists(int BN) { return BN == 128; }
 
 // Warpgroups per CTA (2: 128 weight rows; 4: 256, built for W8A8 at BN = 128 only). 4 from
 // kWgmmaWideMinPerExpert routes per expert: Mixtral-8x7B W8A8 at 4096 per expert 18.7 vs 21.0 ms,
@@ -339,10 +389,10 @@ inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   return wgmma_wide_exists(BN, int8_act) && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
 }
 
-template <typename T, typename AT, int BN, bool GATED, int WG>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG>, g, max_blocks,
-                                 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
+  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG, PIPELINED>, g,
+                                 max_blocks, 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
                                  BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG);
 }
 
@@ -351,10 +401,13 @@ cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
 // BN = 128; 2 elsewhere).
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, bool pipelined = false) {
   if constexpr (std::is_same_v<AT, int8_t>) {  // instantiated where wgmma_wide_exists only
     if (wg == 4 && wgmma_wide_exists(BN, true))
       return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
+  } else {
+    if (pipelined && wgmma_pipeline_exists(BN))
+      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
   }
   if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
   if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2>(g, max_blocks, stream);

@@ -101,12 +101,12 @@ template __global__ void down_epilogue_kernel<__nv_bfloat16>(
 
 namespace int8_moe {
 template cudaError_t launch_wgmma_gemm<__nv_bfloat16, int8_t, true>(const MoeGemmArgs&, int64_t,
-                                                                    int, int, cudaStream_t);
+                                                                    int, int, cudaStream_t, bool);
 template cudaError_t launch_wgmma_gemm<__nv_bfloat16, int8_t, false>(const MoeGemmArgs&, int64_t,
-                                                                     int, int, cudaStream_t);
+                                                                     int, int, cudaStream_t, bool);
 template cudaError_t launch_wgmma_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&,
                                                                            int64_t, int, int,
-                                                                           cudaStream_t);
+                                                                           cudaStream_t, bool);
 template cudaError_t launch_wgmma_gemm<__half, __half, false>(const MoeGemmArgs&, int64_t, int,
-                                                              int, cudaStream_t);
+                                                              int, cudaStream_t, bool);
 }  // namespace int8_moe

@@ -15,5 +15,5 @@ template cudaError_t launch_tiled_gemm_bn<__nv_bfloat16, int8_t, 64, false>(cons
                                                                            int64_t, cudaStream_t);
 template cudaError_t launch_wgmma_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&,
                                                                            int64_t, int, int,
-                                                                           cudaStream_t);
+                                                                           cudaStream_t, bool);
 }  // namespace int8_moe
