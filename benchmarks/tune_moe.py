@@ -39,7 +39,8 @@ def variants_for(
     (it re-streams the weights once per block of routes). Decode labels are routes per block,
     then "k2" where GEMM2 is split over K in 2 slices (timed up to 32 routes, where few CTAs
     hold routes). wgmma labels are routes per tile x warpgroups per CTA (4 exists for W8A8 at
-    128 routes per tile)."""
+    128 routes per tile); W8A16's at 128 routes also with p0 / p1, its main loop without / with
+    the pipeline (INT8_MOE_WGMMA_PIPE)."""
     v = {}
     if per_expert <= 64:
         for bm in ("8", "16", "32"):

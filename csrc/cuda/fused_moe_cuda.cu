@@ -222,7 +222,7 @@ int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
 
 // Whether the W8A16 wgmma kernel runs its pipelined main loop (moe_gemm_wgmma.cuh): where it
 // exists (128 routes per tile) by default; INT8_MOE_WGMMA_PIPE = 0 | 1 forces it off or on, for
-// tuning and tests (1 is off where it does not exist).
+// tuning and tests (at 64 or 256 routes per tile both run the unpipelined loop).
 bool wgmma_w8a16_pipelined(int BN) {
   const int forced = choice_knob("INT8_MOE_WGMMA_PIPE", {0, 1});
   return wgmma_pipeline_exists(BN) && forced != 0;

@@ -372,9 +372,9 @@ inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_
 
 // W8A16's pipelined main loop (PIPELINED: a warpgroup widens the next k16 step's fragments while
 // its products run, up to 3 steps in flight) is built at 128 routes per tile, where it took
-// 0.95-0.98x the time of the chunk-at-a-time loop at 256-1024 routes per expert on an H100
+// 0.95-0.98x the time of the chunk-at-a-time loop at 256-4096 routes per expert on an H100
 // (Mixtral-8x7B M = 4096 / 16384 and Qwen3-30B-A3B M = 4096 / 16384, forced, two rounds) and
-// about the same at 64 per expert; at 64 routes per tile it was 1.07-1.12x slower
+// 0.97-1.01x at 64-256 (M = 1024 of both); at 64 routes per tile it was 1.07-1.12x slower
 // (benchmarks/NOTES.md, variant 45).
 constexpr bool wgmma_pipeline_exists(int BN) { return BN == 128; }
 
