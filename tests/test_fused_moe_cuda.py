@@ -505,6 +505,54 @@ def test_warp_align(monkeypatch, act_quant, bm):
                 assert torch.equal(out, outs["0", "0"])
 
 
+# The parallel align (count / offsets / scatter kernels over slices of routes, one warp each;
+# INT8_MOE_ALIGN_PARALLEL, on by default from 4096 routes) against the block kernel and the
+# reference: slices of 32 and 64 routes with a partial last one (999 and 8800 routes), 128
+# experts with empty ones, one expert crowded over many slices and blocks, -1 and out-of-range
+# ids, an expert map with dropped entries, int64 ids, every kernel family (grouped_mm reads
+# expert_end), both modes, the decode chain launched with PDL (align's first kernel with it), over
+# poisoned workspace, repeated bitwise. Each route's row is computed on its own, so the two
+# orders within an expert give the same bits.
+@pytest.mark.parametrize("path,act_quant,pdl", [
+    ("auto", "none", "auto"),
+    ("auto", "per_token", "auto"),
+    ("tiled", "none", "auto"),
+    ("grouped_mm", "none", "auto"),
+    ("decode", "per_token", "1"),
+])
+def test_parallel_align(monkeypatch, path, act_quant, pdl):
+    if path == "grouped_mm" and not grouped_mm_available(torch.bfloat16):
+        pytest.skip("the grouped_mm path needs bf16 on sm_90+")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    monkeypatch.setenv("INT8_MOE_PDL", pdl)
+    gen = torch.Generator().manual_seed(29)
+    hostile = torch.randint(0, 12, (333, 3), generator=gen, dtype=torch.int32)
+    hostile[::7, 0] = -1
+    hostile[::11, 2] = 12  # out of range
+    hostile[5::13, 1] = 1000
+    crowded = torch.randint(0, 8, (300, 2), generator=gen, dtype=torch.int32)
+    crowded[:250, 0] = 3  # 250 routes on expert 3: 8 slices, several blocks
+    emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
+    variants = [  # M, k, E, make_case kwargs, ids, expert_map
+        (1100, 8, 128, dict(n_used_experts=100), None, None),  # 8800 routes, slices of 64
+        (333, 3, 12, dict(), hostile, None),  # 999 routes, slices of 32
+        (333, 3, 12, dict(id_dtype=torch.int64), hostile, None),
+        (333, 3, 8, dict(), hostile, emap),  # 12 global ids onto 8 local experts
+        (300, 2, 8, dict(), crowded, None),
+    ]
+    for i, (M, k, E, kw, ids, expert_map) in enumerate(variants):
+        case = make_case(M, 208, 176, E, k, device="cuda", bias=True, seed=160 + i, **kw)
+        if ids is not None:
+            case.topk_ids = ids.to(device="cuda", dtype=case.topk_ids.dtype)
+        extra = {} if expert_map is None else dict(expert_map=expert_map)
+        outs = []
+        for parallel in ["1", "0"]:
+            monkeypatch.setenv("INT8_MOE_ALIGN_PARALLEL", parallel)
+            outs.append(check_repeatable(case, act_quant=act_quant, activation="swigluoai",
+                                         **extra))
+        assert torch.equal(outs[0], outs[1])
+
+
 # W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the
 # register-resident kernel (a row in one block's registers, one memory round trip) against the
 # looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
@@ -595,6 +643,7 @@ def test_no_valid_route_gives_zeros(M, act_quant):
     ("INT8_MOE_DECODE_SPLITK", "3", "auto, 1, 2 or 4"),
     ("INT8_MOE_ALIGN_WARP", "2", "auto, 0 or 1"),
     ("INT8_MOE_ALIGN_PDL", "-1", "auto, 0 or 1"),
+    ("INT8_MOE_ALIGN_PARALLEL", "on", "auto, 0 or 1"),
 ])
 def test_bad_decode_chain_knobs_are_clear_errors(monkeypatch, var, value, accepted):
     case = make_case(4, 256, 176, 8, 2, device="cuda", seed=23)

@@ -38,12 +38,14 @@ struct Routing {
   int64_t max_blocks;
 };
 
-// warp: moe_align_warp_kernel (up to kAlignWarpMaxRoutes routes, no expert_end); pdl: launched
-// with programmatic stream serialization (pdl.cuh), so that it is resident and waiting when the
-// kernel before it ends.
+// warp: moe_align_warp_kernel (up to kAlignWarpMaxRoutes routes, no expert_end); parallel: the
+// count / offsets / scatter kernels (align_parallel; they need align_parallel_fits); else the
+// block kernel. pdl: launched with programmatic stream serialization (pdl.cuh), so that it is
+// resident and waiting when the kernel before it ends (the parallel align's first kernel; its
+// other two follow in plain stream order).
 Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>& expert_map,
-                     const MoeProblem& p, int BM, bool want_expert_end, bool warp, bool pdl,
-                     cudaStream_t stream) {
+                     const MoeProblem& p, int BM, bool want_expert_end, bool warp, bool parallel,
+                     bool pdl, cudaStream_t stream) {
   const int64_t n_routes = p.M * p.topk;
   Routing r;
   r.max_blocks = moe_max_blocks(n_routes, p.E, BM);
@@ -55,18 +57,41 @@ Routing align_routes(const at::Tensor& topk_ids, const std::optional<at::Tensor>
   const size_t smem = (2 * p.E + 1) * sizeof(int);
   TORCH_CHECK(smem <= 48 * 1024, "int8_moe::fused_moe: too many local experts (", p.E, ")");
   TORCH_INTERNAL_ASSERT(!warp || (n_routes <= kAlignWarpMaxRoutes && !want_expert_end));
-  auto launch = [&](auto* ids) {
+  TORCH_INTERNAL_ASSERT(!parallel || align_parallel_fits(p.E));
+  const int E = static_cast<int>(p.E);
+  int32_t* sorted = r.sorted_routes.mutable_data_ptr<int32_t>();
+  int32_t* block_expert = r.block_expert.mutable_data_ptr<int32_t>();
+  int32_t* expert_end = want_expert_end ? r.expert_end.mutable_data_ptr<int32_t>() : nullptr;
+  auto launch = [&](auto* ids) -> cudaError_t {
     using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
-    int32_t* sorted = r.sorted_routes.mutable_data_ptr<int32_t>();
-    int32_t* block_expert = r.block_expert.mutable_data_ptr<int32_t>();
     if (warp)
       return launch_kernel(&moe_align_warp_kernel<IdT>, dim3(1), dim3(32), 0, stream, pdl, ids,
-                           n_routes, map, p.E_global, static_cast<int>(p.E), BM, sorted,
-                           block_expert, r.max_blocks);
-    return launch_kernel(&moe_align_kernel<IdT>, dim3(1), dim3(1024), smem, stream, pdl, ids,
-                         n_routes, map, p.E_global, static_cast<int>(p.E), BM, sorted,
-                         block_expert, r.max_blocks,
-                         want_expert_end ? r.expert_end.mutable_data_ptr<int32_t>() : nullptr);
+                           n_routes, map, p.E_global, E, BM, sorted, block_expert, r.max_blocks);
+    if (!parallel)
+      return launch_kernel(&moe_align_kernel<IdT>, dim3(1), dim3(1024), smem, stream, pdl, ids,
+                           n_routes, map, p.E_global, E, BM, sorted, block_expert, r.max_blocks,
+                           expert_end);
+    const int64_t slice = align_slice_routes(n_routes);
+    const int slices = static_cast<int>(ceil_div(n_routes, slice));
+    // Each slice's routes per expert, then (in place) its first place within the expert's.
+    at::Tensor work = at::empty({static_cast<int64_t>(E) * slices + E}, opts);
+    int32_t* slice_counts = work.mutable_data_ptr<int32_t>();
+    int32_t* expert_start = slice_counts + static_cast<int64_t>(E) * slices;
+    const dim3 grid(static_cast<unsigned>(ceil_div(slices, kAlignSliceWarps)));
+    const dim3 block(32 * kAlignSliceWarps);
+    const size_t slice_smem = kAlignSliceWarps * E * sizeof(int);
+    cudaError_t err =
+        launch_kernel(&moe_align_count_kernel<IdT>, grid, block, slice_smem, stream, pdl, ids,
+                      n_routes, map, p.E_global, E, slice, slices, slice_counts, sorted,
+                      r.max_blocks * BM);
+    if (err != cudaSuccess) return err;
+    err = launch_kernel(&moe_align_offsets_kernel, dim3(1), dim3(1024), smem, stream, false,
+                        slice_counts, slices, E, BM, expert_start, block_expert, r.max_blocks,
+                        expert_end);
+    if (err != cudaSuccess) return err;
+    return launch_kernel(&moe_align_scatter_kernel<IdT>, grid, block, slice_smem, stream, false,
+                         ids, n_routes, map, p.E_global, E, slice, slices, slice_counts,
+                         expert_start, sorted);
   };
   C10_CUDA_CHECK(topk_ids.scalar_type() == at::kInt ? launch(topk_ids.const_data_ptr<int32_t>())
                                                     : launch(topk_ids.const_data_ptr<int64_t>()));
@@ -188,6 +213,26 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
   TORCH_CHECK(found >= 0, "int8_moe::fused_moe: ", var, " must be ", accepted, ", got '", value,
               "'");
   return found;
+}
+
+// Routes from which align runs on many SMs (align_routes' parallel kernels) by default. On an
+// H100 (`benchmarks/results/align_ab_h100.log`) the block kernel took 13.6 / 25.2 / 51.3 / 197 us
+// at 8192 / 16384 / 32768 / 131072 routes on Qwen3-30B-A3B's 128 experts (DeepSeek-V3's 256:
+// 17.5 / 32.0 / 59.8 / 225), the parallel kernels 14.6 / 14.8 / 16.2 / 23.1 (23.5 / 23.2 / 24.5 /
+// 34.0); with fewer routes their three launches keep them at 8-9 us where the block kernel takes
+// 4-9 (Mixtral-8x7B, 2048-8192 routes). The crossover lies between 8192 and 16384 routes; the
+// default starts at 32768, where every measurement of the three versions tried was ahead
+// (benchmarks/NOTES.md, variant 46).
+constexpr int64_t kAlignParallelMinRoutes = 32768;
+
+// Whether align takes the parallel kernels (moe_routing.cuh): from kAlignParallelMinRoutes routes
+// where the experts fit their shared memory (align_parallel_fits); INT8_MOE_ALIGN_PARALLEL = 0 | 1
+// forces them off or on (where they fit and the one-warp kernel does not run), for tuning and
+// tests.
+bool align_parallel(int64_t n_routes, int64_t E) {
+  const int forced = choice_knob("INT8_MOE_ALIGN_PARALLEL", {0, 1});
+  if (!align_parallel_fits(E)) return false;
+  return forced < 0 ? n_routes >= kAlignParallelMinRoutes : forced == 1;
 }
 
 // Routes per block of the decode kernel: 8 up to a few routes per expert on average, else 16.
@@ -515,9 +560,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
   // The decode chain launches every kernel, align included, with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
+  const bool parallel_align = align_parallel(n_routes, p.E);  // (its knob checked on every call)
   const Routing r = chain.direct ? direct_routes(topk_ids, p, BM)
                                  : align_routes(topk_ids, expert_map, p, BM, prefill,
-                                                chain.align_warp, chain.align_pdl, stream);
+                                                chain.align_warp, parallel_align,
+                                                chain.align_pdl, stream);
   const int64_t capacity = r.max_blocks * BM;
   const auto f32 = x.options().dtype(at::kFloat);
   const int32_t* map = expert_map.has_value() ? expert_map->const_data_ptr<int32_t>() : nullptr;

@@ -31,6 +31,13 @@ template __global__ void moe_align_kernel<int32_t>(const int32_t*, int64_t, cons
 template __global__ void moe_align_warp_kernel<int64_t>(const int64_t*, int64_t, const int32_t*,
                                                         int64_t, int, int, int32_t*, int32_t*,
                                                         int64_t);
+template __global__ void moe_align_count_kernel<int32_t>(const int32_t*, int64_t,
+                                                         const int32_t*, int64_t, int, int64_t,
+                                                         int, int32_t*, int32_t*, int64_t);
+template __global__ void moe_align_scatter_kernel<int64_t>(const int64_t*, int64_t,
+                                                           const int32_t*, int64_t, int, int64_t,
+                                                           int, const int32_t*, const int32_t*,
+                                                           int32_t*);
 template __global__ void moe_gemm_simt_kernel<__nv_bfloat16, __nv_bfloat16, true, false>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<float, __nv_bfloat16, false, false>(MoeGemmArgs);
 template __global__ void moe_gemm_simt_kernel<int8_t, __nv_bfloat16, true, true>(MoeGemmArgs);
