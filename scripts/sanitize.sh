@@ -20,20 +20,23 @@ export PYTORCH_NO_CUDA_MEMORY_CACHING=1
 # biases, both gated layouts; hostile and mapped ids; int64 ids with the input-side weight; the
 # W8A8 and fp32 paths; many experts (routing scan); two streams at once; every quantization path,
 # unaligned views and non-finite rows; the grouped CTA orders (tile_order); direct
-# routing; the decode GEMM2 split over K. Left out: graph capture (it needs the caching
-# allocator), the full model shapes and > 2^31 elements (minutes under instrumentation, same
-# kernels).
+# routing; the decode GEMM2 split over K; the parallel align. Left out: graph capture (it needs
+# the caching allocator), the full model shapes and > 2^31 elements (minutes under
+# instrumentation, same kernels).
 SELECT="forced or w8a8 or hostile or weight_on_input or every_kernel_path or per_token_and_fp32 \
 or (many_experts and not 1500) or two_streams or equals_cpu_on_every_path or unaligned \
-or non_finite or decode_chain or no_valid_route or tile_order or direct_routing or decode_split"
+or non_finite or decode_chain or no_valid_route or tile_order or direct_routing or decode_split \
+or parallel_align"
 tools=("$@"); [ ${#tools[@]} -eq 0 ] && tools=(memcheck racecheck initcheck synccheck)
 # initcheck must watch torch's kernels write our inputs, so it instruments every kernel and runs
 # a smaller selection (still every kernel family, tails, empty experts and hostile ids).
 # Forced grouped_mm is left out: initcheck reports uninitialized 4-byte reads inside torch's
 # CUTLASS grouped GEMM (at::_grouped_mm), not this library's code.
 INITCHECK_SELECT="((forced_gemm_path and (37 or 300)) or hostile or two_streams \
-or (equals_cpu_on_every_path and bfloat16) or decode_chain or direct_routing or decode_split) \
-and not grouped_mm"
+or (equals_cpu_on_every_path and bfloat16) or decode_chain or direct_routing or decode_split \
+or parallel_align) and not grouped_mm"
+# SANITIZE_SELECT=<pytest -k expression> narrows every tool to that selection (targeted runs).
+if [ -n "${SANITIZE_SELECT:-}" ]; then SELECT=$SANITIZE_SELECT INITCHECK_SELECT=$SANITIZE_SELECT; fi
 rm -f "$OUT"/sanitize_*.verdict
 for tool in "${tools[@]}"; do
   # The other tools check only this library's kernels (namespace int8_moe).

@@ -375,7 +375,8 @@ inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_
 // 0.95-0.98x the time of the chunk-at-a-time loop at 256-4096 routes per expert on an H100
 // (Mixtral-8x7B M = 4096 / 16384 and Qwen3-30B-A3B M = 4096 / 16384, forced, two rounds) and
 // 0.97-1.01x at 64-256 (M = 1024 of both); at 64 routes per tile it was 1.07-1.12x slower
-// (benchmarks/NOTES.md, variant 45).
+// (benchmarks/NOTES.md, variant 45), and 1.005-1.07x even in a kernel held to 3 CTAs per SM, as
+// many as the chunk-at-a-time loop gets there (variant 47).
 constexpr bool wgmma_pipeline_exists(int BN) { return BN == 128; }
 
 // Warpgroups per CTA (2: 128 weight rows; 4: 256, built for W8A8 at BN = 128 only). 4 from
