@@ -506,7 +506,7 @@ def test_warp_align(monkeypatch, act_quant, bm):
 
 
 # The parallel align (count / offsets / scatter kernels over slices of routes, one warp each;
-# INT8_MOE_ALIGN_PARALLEL, on by default from 4096 routes) against the block kernel and the
+# INT8_MOE_ALIGN_PARALLEL, on by default from 32768 routes) against the block kernel and the
 # reference: slices of 32 and 64 routes with a partial last one (999 and 8800 routes), 128
 # experts with empty ones, one expert crowded over many slices and blocks, -1 and out-of-range
 # ids, an expert map with dropped entries, int64 ids, every kernel family (grouped_mm reads

@@ -163,6 +163,7 @@ __global__ void __launch_bounds__(1024)
 constexpr int kAlignMaxSlices = 256;
 constexpr int kAlignSliceWarps = 4;  // warps (slices) per block of count and scatter
 constexpr int kAlignBatch = 8;       // 32-route steps whose ids a lane loads at once
+static_assert(kAlignMaxSlices % 32 == 0, "the offsets kernel's lanes hold 32 slices a step");
 
 // Whether E experts' counters fit the count and scatter kernels' shared memory (48 KB).
 inline bool align_parallel_fits(int64_t E) {
