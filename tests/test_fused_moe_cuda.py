@@ -553,6 +553,27 @@ def test_parallel_align(monkeypatch, path, act_quant, pdl):
         assert torch.equal(outs[0], outs[1])
 
 
+def align_kernel_names(case, **kw) -> set[str]:
+    """Names of the align kernels one forward launches (torch.profiler)."""
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.fused_moe(*case.args(), **kw)
+        torch.cuda.synchronize()
+    return {e.key for e in prof.key_averages() if "moe_align" in e.key}
+
+
+# The default rule: the block align kernel below 32768 routes, the parallel kernels from 32768
+# (M * k = 32764 and 32768), each output checked against the reference.
+@pytest.mark.parametrize("M,parallel", [(8191, False), (8192, True)])
+def test_parallel_align_rule(monkeypatch, M, parallel):
+    monkeypatch.setenv("INT8_MOE_ALIGN_PARALLEL", "auto")
+    case = make_case(M, 64, 32, 16, 4, device="cuda", seed=M)
+    check(case)
+    names = align_kernel_names(case)
+    assert any("moe_align_count_kernel" in n for n in names) == parallel, names
+    assert any("moe_align_kernel<" in n for n in names) == (not parallel), names
+
+
 # W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the
 # register-resident kernel (a row in one block's registers, one memory round trip) against the
 # looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
