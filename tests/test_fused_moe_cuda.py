@@ -531,7 +531,7 @@ def test_parallel_align(monkeypatch, path, act_quant, pdl):
     hostile[::11, 2] = 12  # out of range
     hostile[5::13, 1] = 1000
     crowded = torch.randint(0, 8, (300, 2), generator=gen, dtype=torch.int32)
-    crowded[:250, 0] = 3  # 250 routes on expert 3: 8 slices, several blocks
+    crowded[:250, 0] = 3  # 250 routes on expert 3 over 16 slices of 32, several blocks
     emap = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6], dtype=torch.int32, device="cuda")
     variants = [  # M, k, E, make_case kwargs, ids, expert_map
         (1100, 8, 128, dict(n_used_experts=100), None, None),  # 8800 routes, slices of 64
