@@ -129,3 +129,31 @@ def test_weight_loads_fetch_whole_l2_lines(tmp_path):
             assert loads, f"{name}: no weight loads matched {pattern}"
             assert all(".L2::128B" in op for op in loads), (name, sorted(set(loads)))
     assert seen == set(families), seen
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+@pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
+                    reason="this build already compiled the CUDA kernels")
+def test_wgmma_kernels_keep_their_ctas_per_sm(tmp_path):
+    """Each wgmma kernel fits as many CTAs per SM in registers as its shared memory allows
+    (ring slots: 3 CTAs at 64 routes per tile, 2 at 128 with 2 warpgroups, 1 at 256 or with 4):
+    ptxas left free once gave instances 138 registers at 128 routes (one CTA per SM, 1.2-1.4x
+    the time) and 94 at 64 (two instead of three; benchmarks/NOTES.md, variant 49)."""
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
+           f"{ROOT}/tests/cuda_compile/wgmma_instances.cu", "-o", str(tmp_path / "w.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    used = re.findall(r"Compiling entry function '(\w+)'.*?Used (\d+) registers", r.stderr,
+                      re.S)
+    checked = 0
+    for name, regs in used:
+        m = re.search(r"moe_gemm_wgmma_kernel.*?Li(\d+)ELb[01]ELi(\d+)E", name)
+        if not m:
+            continue
+        bn, wg = int(m.group(1)), int(m.group(2))
+        ctas = 3 if bn == 64 else 2 if bn == 128 and wg == 2 else 1
+        per_thread = -(-int(regs) // 8) * 8  # allocated per warp in 256-register units
+        assert per_thread * 128 * wg * ctas <= 65536, (name, regs, ctas)
+        checked += 1
+    assert checked >= 24, used  # 8 instances x (64, 128, 256 routes), + pipelined and 4-warpgroup

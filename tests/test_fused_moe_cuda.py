@@ -506,7 +506,7 @@ def test_warp_align(monkeypatch, act_quant, bm):
 
 
 # The parallel align (count / offsets / scatter kernels over slices of routes, one warp each;
-# INT8_MOE_ALIGN_PARALLEL, on by default from 32768 routes) against the block kernel and the
+# INT8_MOE_ALIGN_PARALLEL, on by default from 16384 routes) against the block kernel and the
 # reference: slices of 32 and 64 routes with a partial last one (999 and 8800 routes), 128
 # experts with empty ones, one expert crowded over many slices and blocks, -1 and out-of-range
 # ids, an expert map with dropped entries, int64 ids, every kernel family (grouped_mm reads
@@ -562,9 +562,9 @@ def align_kernel_names(case, **kw) -> set[str]:
     return {e.key for e in prof.key_averages() if "moe_align" in e.key}
 
 
-# The default rule: the block align kernel below 32768 routes, the parallel kernels from 32768
-# (M * k = 32764 and 32768), each output checked against the reference.
-@pytest.mark.parametrize("M,parallel", [(8191, False), (8192, True)])
+# The default rule: the block align kernel below 16384 routes, the parallel kernels from 16384
+# (M * k = 16380 and 16384), each output checked against the reference.
+@pytest.mark.parametrize("M,parallel", [(4095, False), (4096, True)])
 def test_parallel_align_rule(monkeypatch, M, parallel):
     monkeypatch.setenv("INT8_MOE_ALIGN_PARALLEL", "auto")
     case = make_case(M, 64, 32, 16, 4, device="cuda", seed=M)

@@ -220,10 +220,10 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
 // at 8192 / 16384 / 32768 / 131072 routes on Qwen3-30B-A3B's 128 experts (DeepSeek-V3's 256:
 // 17.5 / 32.0 / 59.8 / 225), the parallel kernels 14.6 / 14.8 / 16.2 / 23.1 (23.5 / 23.2 / 24.5 /
 // 34.0); with fewer routes their three launches keep them at 8-9 us where the block kernel takes
-// 4-9 (Mixtral-8x7B, 2048-8192 routes). The crossover lies between 8192 and 16384 routes; the
-// default starts at 32768, where every measurement of the three versions tried was ahead
-// (benchmarks/NOTES.md, variant 46).
-constexpr int64_t kAlignParallelMinRoutes = 32768;
+// 4-9 (Mixtral-8x7B, 2048-8192 routes). The crossover lies between 8192 and 16384 routes: the
+// default starts at 16384 (benchmarks/NOTES.md, variant 46; session 28 set 32768, before the
+// final version was measured).
+constexpr int64_t kAlignParallelMinRoutes = 16384;
 
 // Whether align takes the parallel kernels (moe_routing.cuh): from kAlignParallelMinRoutes routes
 // where the experts fit their shared memory (align_parallel_fits); INT8_MOE_ALIGN_PARALLEL = 0 | 1

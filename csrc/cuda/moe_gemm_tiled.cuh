@@ -63,6 +63,15 @@ __device__ __forceinline__ void cp_async_16_bytes(uint32_t dst, const void* src,
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                "r"(src_bytes));
 }
+// 16 bytes, or 16 zeros where `zero` (the ignore-src predicate: nothing read from src, though src
+// stays a valid address); one copy with no size arithmetic, which the register src-size form
+// costs.
+__device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, bool zero) {
+  asm volatile(
+      "{\n .reg .pred z;\n setp.ne.b32 z, %2, 0;\n"
+      " cp.async.cg.shared.global.L2::128B [%0], [%1], 16, z;\n}\n" ::"r"(dst),
+      "l"(src), "r"(static_cast<uint32_t>(zero)));
+}
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
   cp_async_16_bytes(dst, src, valid ? 16 : 0);
 }

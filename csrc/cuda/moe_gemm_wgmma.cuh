@@ -141,10 +141,21 @@ __device__ __forceinline__ void wgmma_weight_fragment(uint32_t staged, int row, 
   a[3] = widen_pair<T>(lds_u32(p + row8 + 8), half);
 }
 
+// CTAs per SM that shared memory allows with 2 warpgroups, to which the register budget is held:
+// 3 at 64 routes per tile, 2 at 128, 1 at 256 and with 4 warpgroups. (Unbounded, ptxas gave the
+// non-gated W8A16 kernel 94 registers at 64 routes, one CTA per SM fewer.) 0 (no bound) for the
+// pipelined W8A16 loop, which keeps the loads and the 128 registers it had unbounded (see
+// load_chunk_selects; tests/test_cuda_compile.py checks every instance's count).
+template <int BN, int WG, bool PIPELINED>
+constexpr int wgmma_min_ctas() {
+  return PIPELINED ? 0 : WG == 4 || BN == 256 ? 1 : BN == 128 ? 2 : 3;
+}
+
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
 // a_scale per row) or T (W8A16).
 template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
-__global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+__global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
+    moe_gemm_wgmma_kernel(MoeGemmArgs g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
@@ -180,18 +191,21 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
   // Loaders: weight piece tid % W_PIECES of rows tid / W_PIECES + (128 WG / W_PIECES) i;
   // activation piece tid % 8 of rows tid / 8 + 16 WG i. (K % 16 == 0: a piece is all valid or
   // none.) Rows beyond N and padding routes are zero-filled (no bytes read: at 16 routes per
-  // expert a 64-route tile is three quarters padding), their source bytes per piece set once
-  // here, so that a chunk wholly inside K loads without a check.
+  // expert a 64-route tile is three quarters padding; their sources point into row 0), their
+  // source bytes per piece set once here, so that a chunk wholly inside K loads without a check.
   const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
-  uint32_t wbytes[A_PER_THREAD];
+  bool wzero[A_PER_THREAD];        // load_chunk's zero-fill predicates
+  uint32_t wbytes[A_PER_THREAD];   // ... and load_chunk_selects' source bytes
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
     const int64_t row = weight_row(tid / W_PIECES + (THREADS / W_PIECES) * i);
     wsrc[i] = W + (row < 0 ? 0 : row) * g.K + wpiece * 16;
+    wzero[i] = row < 0;
     wbytes[i] = row < 0 ? 0 : 16;
   }
   const AT* bsrc[B_PER_THREAD];
+  bool bzero[B_PER_THREAD];
   uint32_t bbytes[B_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < B_PER_THREAD; ++i) {
@@ -199,6 +213,7 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
     const int32_t route = g.sorted_routes[p];
     const int64_t r = route < 0 ? 0 : g.a_rows_are_tokens ? route / g.topk : p;
     bsrc[i] = A + r * g.K + bpiece * (KC / 8);
+    bzero[i] = route < 0;
     bbytes[i] = route < 0 ? 0 : 16;
   }
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
@@ -209,29 +224,47 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
   const uint32_t w_off =
       INT8 ? swz(tid / PIECES, wpiece) : wgmma_staged_offset(tid / W_PIECES, wpiece);
   const uint32_t b_off = A_BYTES + swz(tid / PIECES, bpiece);
-  // The partial last chunk (K % KC != 0) also zero-fills this thread's pieces beyond K.
-  const int64_t full_chunks = g.K / KC;
-  const bool w_tail_ok = full_chunks * KC + wpiece * 16 < g.K;  // weight bytes = elements
-  const bool b_tail_ok = full_chunks * KC + bpiece * (KC / 8) < g.K;
-  auto load_chunk = [&](int slot, int64_t chunk) {
+  // Chunk `chunk` into ring slot `slot`. A chunk wholly inside K costs each piece its address
+  // and the copy (the zero-fill a predicate set above); the partial last one (K % KC != 0), on
+  // its own path, also zero-fills this thread's pieces beyond K, their sources back at the row's
+  // chunk 0 (an address inside the row). (Selects of sizes and sources on every chunk, as
+  // load_chunk_selects below, cost ~30-40 instructions per chunk: without them the W8A8 loop and
+  // the chunk-at-a-time W8A16 loop took 0.97-0.99x the time; benchmarks/NOTES.md, variant 49.)
+  const int64_t full64 = g.K / KC;
+  const bool w_tail_ok = full64 * KC + wpiece * 16 < g.K;  // weight bytes = elements
+  const bool b_tail_ok = full64 * KC + bpiece * (KC / 8) < g.K;
+  const int full_chunks = static_cast<int>(full64);
+  auto load_chunk = [&](int slot, int chunk) {
     const uint32_t base = smem + slot * STAGE_BYTES;
-    const bool inside = chunk < full_chunks;
-    const bool w_ok = inside || w_tail_ok, b_ok = inside || b_tail_ok;
-    // (A zero-filled piece's source is its row's chunk 0: an address inside the row.)
-    const int64_t w_from = w_ok ? chunk * KC : 0, b_from = b_ok ? chunk * KC : 0;
+    const int64_t from = static_cast<int64_t>(chunk) * KC;
+    if (chunk < full_chunks) {
 #pragma unroll
-    for (int i = 0; i < A_PER_THREAD; ++i)
-      cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
-                        w_ok ? wbytes[i] : 0);
+      for (int i = 0; i < A_PER_THREAD; ++i)
+        cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + from,
+                          wzero[i]);
 #pragma unroll
-    for (int i = 0; i < B_PER_THREAD; ++i)
-      cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
-                        b_ok ? bbytes[i] : 0);
+      for (int i = 0; i < B_PER_THREAD; ++i)
+        cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + from,
+                          bzero[i]);
+    } else {
+      const int64_t w_from = w_tail_ok ? from : 0, b_from = b_tail_ok ? from : 0;
+#pragma unroll
+      for (int i = 0; i < A_PER_THREAD; ++i)
+        cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
+                          wzero[i] || !w_tail_ok);
+#pragma unroll
+      for (int i = 0; i < B_PER_THREAD; ++i)
+        cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
+                          bzero[i] || !b_tail_ok);
+    }
   };
   Acc acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
-  const int64_t chunks = (g.K + KC - 1) / KC;
+  const int chunks = static_cast<int>((g.K + KC - 1) / KC);
+  // The ring slots of the chunk being multiplied and of the one being loaded, stepped with a
+  // wrap instead of a 64-bit remainder per chunk (a division with W8A8's 3 slots).
+  auto next_slot = [](int slot) { return slot + 1 == STAGES ? 0 : slot + 1; };
   const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
   if constexpr (!INT8 && PIPELINED) {
     // W8A16 pipelined inside the warpgroup: the fragments of k16 step s + 1 are loaded and
@@ -240,19 +273,38 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
     // rewritten). Products stay in flight across chunks, so at chunk c's start the slot of
     // chunk c - 1 may still be read: loads run STAGES - 2 chunks ahead (the slot of c - 2 is
     // free). The same products in the same order as below: the same sums bit for bit.
+    // This loop keeps the loads it was tuned with: per-chunk selects of sizes and sources,
+    // 64-bit chunk counters, slots by remainder (the same machine code as before load_chunk
+    // lost them). With load_chunk (~30 instructions fewer per chunk) it ran 1.03-1.04x the time
+    // held to 128 registers, 1.2-1.4x unbounded (138: one CTA per SM; NOTES, variant 49).
+    const int64_t chunks64 = (g.K + KC - 1) / KC;
+    auto load_chunk_selects = [&](int slot, int64_t chunk) {
+      const uint32_t base = smem + slot * STAGE_BYTES;
+      const bool inside = chunk < full64;
+      const bool w_ok = inside || w_tail_ok, b_ok = inside || b_tail_ok;
+      const int64_t w_from = w_ok ? chunk * KC : 0, b_from = b_ok ? chunk * KC : 0;
+#pragma unroll
+      for (int i = 0; i < A_PER_THREAD; ++i)
+        cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
+                          w_ok ? wbytes[i] : 0);
+#pragma unroll
+      for (int i = 0; i < B_PER_THREAD; ++i)
+        cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
+                          b_ok ? bbytes[i] : 0);
+    };
     constexpr int AHEAD = STAGES - 2;
 #pragma unroll
     for (int s = 0; s < AHEAD; ++s) {
-      if (s < chunks) load_chunk(s, s);
+      if (s < chunks64) load_chunk_selects(s, s);
       cp_async_commit();
     }
     uint32_t a[4][4];
-    for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t c = 0; c < chunks64; ++c) {
       cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
       fence_proxy_async_shared();  // ... and are visible to the async proxy (wgmma)
       __syncthreads();             // ... for every thread; chunk c - 2's products have retired
       const int64_t next = c + AHEAD;
-      if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+      if (next < chunks64) load_chunk_selects(static_cast<int>(next % STAGES), next);
       cp_async_commit();
       const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
       const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
@@ -275,14 +327,16 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
       if (s < chunks) load_chunk(s, s);
       cp_async_commit();
     }
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int slot = static_cast<int>(c % STAGES);
+    int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
+    for (int c = 0; c < chunks; ++c) {
       cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
       fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
       __syncthreads();              // ... for every thread
       const uint32_t base = smem + slot * STAGE_BYTES;
       const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-      const int64_t next = c + STAGES - 1;
+      const int next = c + STAGES - 1, fill_slot = fill;
+      slot = next_slot(slot);
+      fill = next_slot(fill);
       if constexpr (INT8) {
         // Iteration c refills the slot of chunk c - 1 once its products have retired in both
         // warpgroups, while chunk c's products run.
@@ -295,13 +349,13 @@ __global__ void __launch_bounds__(128 * WG) moe_gemm_wgmma_kernel(MoeGemmArgs g)
         wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
         wgmma_fence_operands(acc);
         __syncthreads();  // ... and in the other: its slot is free
-        if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+        if (next < chunks) load_chunk(fill_slot, next);
         cp_async_commit();
       } else {
         // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
         // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
         // while this one builds its next fragments.
-        if (next < chunks) load_chunk(static_cast<int>(next % STAGES), next);
+        if (next < chunks) load_chunk(fill_slot, next);
         cp_async_commit();
         uint32_t a[4][4];
 #pragma unroll
