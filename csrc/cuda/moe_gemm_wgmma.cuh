@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
   // its own path, also zero-fills this thread's pieces beyond K, their sources back at the row's
   // chunk 0 (an address inside the row). (Selects of sizes and sources on every chunk, as
   // load_chunk_selects below, cost ~30-40 instructions per chunk: without them the W8A8 loop and
-  // the chunk-at-a-time W8A16 loop took 0.97-0.99x the time; benchmarks/NOTES.md, variant 49.)
+  // the chunk-at-a-time W8A16 loop took 0.96-0.99x the time; benchmarks/NOTES.md, variant 49.)
   const int64_t full64 = g.K / KC;
   const bool w_tail_ok = full64 * KC + wpiece * 16 < g.K;  // weight bytes = elements
   const bool b_tail_ok = full64 * KC + bpiece * (KC / 8) < g.K;
