@@ -196,7 +196,8 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
   const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
   bool wzero[A_PER_THREAD];        // load_chunk's zero-fill predicates
-  uint32_t wbytes[A_PER_THREAD];   // ... and load_chunk_selects' source bytes
+  uint32_t wbytes[A_PER_THREAD];   // ... and load_chunk_selects' source bytes (kept apart: derived
+                                   // from wzero, the pipelined kernels' machine code changed)
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
     const int64_t row = weight_row(tid / W_PIECES + (THREADS / W_PIECES) * i);

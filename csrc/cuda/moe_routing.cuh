@@ -49,6 +49,16 @@ __device__ __forceinline__ LaneRoute group_lanes_by_expert(int e, int BM) {
   return r;
 }
 
+// Inclusive prefix sum of v over the warp's lanes (every lane calls it).
+__device__ __forceinline__ int warp_inclusive_sum(int v) {
+#pragma unroll
+  for (int o = 1; o < 32; o *= 2) {
+    const int u = __shfl_up_sync(0xffffffffu, v, o);
+    if (threadIdx.x % 32 >= o) v += u;
+  }
+  return v;
+}
+
 // offsets[0..E] = exclusive scan of the counts padded to multiples of BM (offsets[E]: the
 // padded total), by the whole block: each thread sums a contiguous run of experts, the runs'
 // totals are scanned across the block (warp shuffles, then one warp over the warp totals), and
@@ -61,23 +71,13 @@ __device__ __forceinline__ void padded_exclusive_scan(const int* counts, int* of
   int run = 0;
   for (int e = first; e < last; ++e) run += (counts[e] + BM - 1) / BM * BM;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int incl = run;
-#pragma unroll
-  for (int o = 1; o < 32; o *= 2) {
-    const int v = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += v;
-  }
+  const int incl = warp_inclusive_sum(run);
   if (lane == 31) warp_total[warp] = incl;
   __syncthreads();
   if (warp == 0) {
     const int nwarps = (blockDim.x + 31) / 32;
-    int t = lane < nwarps ? warp_total[lane] : 0;
-#pragma unroll
-    for (int o = 1; o < 32; o *= 2) {
-      const int v = __shfl_up_sync(0xffffffffu, t, o);
-      if (lane >= o) t += v;
-    }
-    warp_total[lane] = t;  // inclusive scan of the warp totals
+    // inclusive scan of the warp totals
+    warp_total[lane] = warp_inclusive_sum(lane < nwarps ? warp_total[lane] : 0);
   }
   __syncthreads();
   int off = incl - run + (warp > 0 ? warp_total[warp - 1] : 0);
@@ -194,6 +194,23 @@ __device__ __forceinline__ void resolve_batch(const IdT* __restrict__ ids, int64
   for (int j = 0; j < kAlignBatch; ++j) e[j] = resolve_expert(id[j], expert_map, E_global, E);
 }
 
+// Slice s's routes in route order, 32 a step: step(e, same, r) on every lane, e its route r's
+// local expert (-1: none), same the lanes of this step with the same e (__match_any_sync).
+template <typename IdT, typename Step>
+__device__ __forceinline__ void walk_slice(const IdT* __restrict__ ids, int64_t n_routes,
+                                           const int32_t* expert_map, int64_t E_global, int E,
+                                           int64_t slice_routes, int s, Step step) {
+  const int lane = threadIdx.x % 32;
+  const int64_t first = s * slice_routes, last = min(first + slice_routes, n_routes);
+  for (int64_t r0 = first; r0 < last; r0 += 32 * kAlignBatch) {
+    int e[kAlignBatch];
+    resolve_batch(ids, r0, last, expert_map, E_global, E, e);
+#pragma unroll
+    for (int j = 0; j < kAlignBatch; ++j)
+      step(e[j], __match_any_sync(0xffffffffu, e[j]), r0 + 32 * j + lane);
+  }
+}
+
 template <typename IdT>
 __global__ void __launch_bounds__(32 * kAlignSliceWarps)
     moe_align_count_kernel(const IdT* __restrict__ ids, int64_t n_routes,
@@ -213,17 +230,11 @@ __global__ void __launch_bounds__(32 * kAlignSliceWarps)
   int* count = smem + warp * E;
   for (int e = lane; e < E; e += 32) count[e] = 0;
   __syncwarp();
-  const int64_t first = s * slice_routes, last = min(first + slice_routes, n_routes);
-  for (int64_t r0 = first; r0 < last; r0 += 32 * kAlignBatch) {
-    int e[kAlignBatch];
-    resolve_batch(ids, r0, last, expert_map, E_global, E, e);
-#pragma unroll
-    for (int j = 0; j < kAlignBatch; ++j) {
-      const uint32_t same = __match_any_sync(0xffffffffu, e[j]);
-      if (e[j] >= 0 && lane == __ffs(same) - 1) count[e[j]] += __popc(same);
-      __syncwarp();  // the leaders' updates before the next step reads them
-    }
-  }
+  walk_slice(ids, n_routes, expert_map, E_global, E, slice_routes, s,
+             [&](int e, uint32_t same, int64_t) {
+               if (e >= 0 && lane == __ffs(same) - 1) count[e] += __popc(same);
+               __syncwarp();  // the leaders' updates before the next step reads them
+             });
   for (int e = lane; e < E; e += 32) slice_counts[static_cast<int64_t>(e) * slices + s] = count[e];
 }
 
@@ -248,12 +259,7 @@ __global__ void __launch_bounds__(1024)
     int carry = 0;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      int incl = c[j];
-#pragma unroll
-      for (int o = 1; o < 32; o *= 2) {
-        const int v = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += v;
-      }
+      const int incl = warp_inclusive_sum(c[j]);
       if (j * 32 + lane < slices) row[j * 32 + lane] = carry + incl - c[j];
       carry += __shfl_sync(0xffffffffu, incl, 31);
     }
@@ -281,21 +287,15 @@ __global__ void __launch_bounds__(32 * kAlignSliceWarps)
   for (int e = lane; e < E; e += 32)
     cursor[e] = expert_start[e] + slice_place[static_cast<int64_t>(e) * slices + s];
   __syncwarp();
-  const int64_t first = s * slice_routes, last = min(first + slice_routes, n_routes);
-  for (int64_t r0 = first; r0 < last; r0 += 32 * kAlignBatch) {
-    int e[kAlignBatch];
-    resolve_batch(ids, r0, last, expert_map, E_global, E, e);
-#pragma unroll
-    for (int j = 0; j < kAlignBatch; ++j) {
-      const uint32_t same = __match_any_sync(0xffffffffu, e[j]);
-      if (e[j] >= 0)
-        sorted_routes[cursor[e[j]] + __popc(same & ((1u << lane) - 1u))] =
-            static_cast<int32_t>(r0 + 32 * j + lane);
-      __syncwarp();  // every lane has read its cursor before the leader moves it
-      if (e[j] >= 0 && lane == __ffs(same) - 1) cursor[e[j]] += __popc(same);
-      __syncwarp();
-    }
-  }
+  walk_slice(ids, n_routes, expert_map, E_global, E, slice_routes, s,
+             [&](int e, uint32_t same, int64_t r) {
+               if (e >= 0)
+                 sorted_routes[cursor[e] + __popc(same & ((1u << lane) - 1u))] =
+                     static_cast<int32_t>(r);
+               __syncwarp();  // every lane has read its cursor before the leader moves it
+               if (e >= 0 && lane == __ffs(same) - 1) cursor[e] += __popc(same);
+               __syncwarp();
+             });
 }
 
 // Routes up to which the warp kernel below can align (one per lane).

@@ -104,16 +104,6 @@ template __global__ void down_epilogue_kernel<__nv_bfloat16>(
     const __nv_bfloat16*, const float*, bool, int64_t, __nv_bfloat16*);
 }  // namespace int8_moe
 
-#include "cuda/moe_gemm_wgmma.cuh"
-
-namespace int8_moe {
-template cudaError_t launch_wgmma_gemm<__nv_bfloat16, int8_t, true>(const MoeGemmArgs&, int64_t,
-                                                                    int, int, cudaStream_t, bool);
-template cudaError_t launch_wgmma_gemm<__nv_bfloat16, int8_t, false>(const MoeGemmArgs&, int64_t,
-                                                                     int, int, cudaStream_t, bool);
-template cudaError_t launch_wgmma_gemm<__nv_bfloat16, __nv_bfloat16, true>(const MoeGemmArgs&,
-                                                                           int64_t, int, int,
-                                                                           cudaStream_t, bool);
-template cudaError_t launch_wgmma_gemm<__half, __half, false>(const MoeGemmArgs&, int64_t, int,
-                                                              int, cudaStream_t, bool);
-}  // namespace int8_moe
+// Every wgmma launcher instance the library builds (its own file: test_cuda_compile.py also
+// reads their register counts).
+#include "wgmma_instances.cu"
