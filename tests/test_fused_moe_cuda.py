@@ -231,6 +231,40 @@ def test_wgmma_w8a16_pipelines_agree(monkeypatch, H, I, M, bn, dtype, activation
     assert torch.equal(outs[0], outs[1])
 
 
+# The TMA-fed wgmma kernels (INT8_MOE_WGMMA_TMA = 1, the default: each chunk's weight tile, and
+# GEMM2's activation tile, as TMA boxes completing on an mbarrier; built at 64 and 128 routes
+# per tile) against the cp.async ones, and with GEMM1's activation rows gathered per sorted
+# position (INT8_MOE_WGMMA_GATHER = 1: its activation tile one box too; W8A8's per-token scales
+# gathered with them): the same products in the same order, so the same output bit for bit, and
+# the reference's. GEMM1's weight box is w13 seen in 5 dimensions (8 gate rows, then
+# the 8 matching up rows): both gated layouts (silu: gate / up halves; swigluoai: interleaved
+# rows). K of 1040 / 400 refills every ring slot several times and ends in a partial chunk
+# (zero-filled by the TMA unit); tails in N (176 / 400 intermediate columns, 208 / 1040 rows),
+# empty experts, biases, over poisoned workspace.
+@pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
+@pytest.mark.parametrize("M, bn, wg", [(150, "64", "2"), (1100, "128", "2"), (1100, "128", "4")])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, activation):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    if wg == "4" and act_quant == "none":
+        pytest.skip("4 warpgroups exist for W8A8 only")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
+    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + I,
+                     n_used_experts=9)
+    outs = []
+    for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
+        monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
+        outs.append(check_repeatable(case, dtype, act_quant=act_quant, activation=activation))
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], outs[2])
+
+
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
     case = make_case(300, 256, 176, 8, 2, device="cuda", seed=23)
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
@@ -245,6 +279,14 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
         monkeypatch.setenv("INT8_MOE_WGMMA_WG", "auto")
         monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", "2")
         with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_PIPE must be auto, 0 or 1"):
+            ops.fused_moe(*case.args())
+        monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", "2")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_TMA must be auto, 0 or 1"):
+            ops.fused_moe(*case.args())
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "yes")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_GATHER must be auto, 0 or 1"):
             ops.fused_moe(*case.args())
     else:
         with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):
@@ -572,6 +614,29 @@ def test_parallel_align_rule(monkeypatch, M, parallel):
     names = align_kernel_names(case)
     assert any("moe_align_count_kernel" in n for n in names) == parallel, names
     assert any("moe_align_kernel<" in n for n in names) == (not parallel), names
+
+
+# The default gather rule: the wgmma GEMM1 takes rows gathered per sorted position from I = 8192
+# (I = 8176 / 8192 around it), both modes, with the router weight on the input (k = 1: W8A8
+# quantizes the weighted rows, W8A16 weighs in GEMM1's epilogue), each output checked against
+# the reference.
+@pytest.mark.parametrize("I,gathered", [(8176, False), (8192, True)])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("k,weight_on_input", [(2, False), (1, True)])
+def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_input):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "auto")
+    case = make_case(96, 64, I, 4, k, device="cuda", seed=I + k)
+    kw = dict(act_quant=act_quant, apply_router_weight_on_input=weight_on_input)
+    check(case, **kw)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.fused_moe(*case.args(), **kw)
+        torch.cuda.synchronize()
+    names = {e.key for e in prof.key_averages()}
+    assert any("gather_row_bytes_kernel" in n for n in names) == gathered, names
 
 
 # W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the

@@ -273,6 +273,57 @@ bool wgmma_w8a16_pipelined(int BN) {
   return wgmma_pipeline_exists(BN) && forced != 0;
 }
 
+// Whether the wgmma kernels take their weight tiles (and GEMM2 its activation tiles) as TMA boxes
+// (moe_gemm_wgmma.cuh) where that kernel is built (64 and 128 routes per tile): by default. On
+// an H100 against the cp.async loads (`benchmarks/results/knob_ab_tma_h100.log`, forward, best
+// of two rounds; benchmarks/NOTES.md, variant 50): W8A16 Mixtral-8x7B M = 1024 / 4096 0.95x /
+// 0.96x the time, W8A8 M = 16384 0.95x, Qwen3-30B-A3B W8A8 M = 4096 / 16384 0.97x / 0.96x, the
+// rest within 1.5% either way. INT8_MOE_WGMMA_TMA = 0 | 1 forces it off or on, for tuning and
+// tests.
+bool wgmma_tma() {
+  const int forced = choice_knob("INT8_MOE_WGMMA_TMA", {0, 1});
+  return forced != 0;
+}
+
+// Intermediate size from which the wgmma GEMM1 reads its activation rows gathered per sorted
+// position (one TMA box per chunk; gather_row_bytes_kernel writes them, W8A8's per-token scales
+// with them) instead of the token rows by cp.async. The gather writes each route's row (H
+// elements) for a GEMM1 of 4 H I FLOPs per route, so it pays with long intermediate rows. On an
+// H100 (`benchmarks/results/knob_ab_gather_h100.log`, forward, TMA on, best of two rounds;
+// benchmarks/NOTES.md, variant 51): Mixtral-8x7B (I = 14336, k = 2) W8A16 M = 4096 0.95x the
+// time, W8A8 M = 4096 / 16384 0.99x / 0.93x, M = 1024 within 0.5%; Qwen3-30B-A3B (I = 768, k = 8)
+// 1.05-1.14x. Linear in I between the two, the break-even lies near I = 2300 (W8A16) and 7600
+// (W8A8 at M = 4096): from 8192.
+constexpr int64_t kWgmmaGatherMinI = 8192;
+
+// Whether GEMM1 takes gathered rows (where the TMA-fed wgmma kernel runs): from
+// kWgmmaGatherMinI; INT8_MOE_WGMMA_GATHER = 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_gather(int64_t I) {
+  const int forced = choice_knob("INT8_MOE_WGMMA_GATHER", {0, 1});
+  return forced < 0 ? I >= kWgmmaGatherMinI : forced == 1;
+}
+
+// The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
+// sorted position, and g pointed at it; the buffer (and the scales') returned to outlive GEMM1.
+std::pair<at::Tensor, at::Tensor> gather_gemm1_rows(MoeGemmArgs& g, const Routing& r, int BM,
+                                                    int64_t row_bytes, const at::Tensor& like,
+                                                    cudaStream_t stream) {
+  const int64_t capacity = r.max_blocks * BM;
+  at::Tensor rows = at::empty({capacity, row_bytes}, like.options().dtype(at::kByte));
+  at::Tensor scales;
+  if (g.a_scale != nullptr) scales = at::empty({capacity}, like.options().dtype(at::kFloat));
+  gather_row_bytes_kernel<<<static_cast<unsigned>(capacity), 256, 0, stream>>>(
+      static_cast<const uint4*>(g.a), r.sorted_routes.const_data_ptr<int32_t>(),
+      r.block_expert.const_data_ptr<int32_t>(), BM, g.topk, row_bytes / 16, g.a_scale,
+      reinterpret_cast<uint4*>(rows.mutable_data_ptr()),
+      scales.defined() ? scales.mutable_data_ptr<float>() : nullptr);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g.a = rows.const_data_ptr();
+  if (scales.defined()) g.a_scale = scales.const_data_ptr<float>();
+  g.a_rows_are_tokens = false;
+  return {rows, scales};
+}
+
 // L2 bytes of activation rows that a group of route blocks of a tiled or wgmma GEMM holds while
 // it walks the weight tiles together (tile_order.cuh). 16 MB: against launch order on an H100,
 // Mixtral-8x7B W8A8 M = 4096 0.97x the time, M = 16384 0.95x; Qwen3-30B-A3B M = 4096 0.94x
@@ -529,7 +580,8 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, 
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream);
+    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream,
+                                                                false, wgmma_tma(), g.E);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -578,13 +630,13 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
   g1.raster_bytes = raster_bytes();
+  g1.E = p.E;  // (the wgmma kernels' weight tensor maps; direct routing's expert ids)
   if (chain.direct) {
     g1.direct_ids = topk_ids.const_data_ptr();
     g1.direct_ids64 = topk_ids.scalar_type() == at::kLong;
     g1.direct_routes = n_routes;
     g1.expert_map = map;
     g1.E_global = p.E_global;
-    g1.E = p.E;
   }
   MoeGemmArgs g2 = g1;
   if (chain.direct) g1.record_routes = r.sorted_routes.mutable_data_ptr<int32_t>();
@@ -625,12 +677,16 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
-        const bool pipe = wgmma_w8a16_pipelined(BM);
+        const bool pipe = wgmma_w8a16_pipelined(BM), tma = wgmma_tma();
+        std::pair<at::Tensor, at::Tensor> gathered;
+        if (tma && wgmma_gather(p.I))
+          gathered = gather_gemm1_rows(g1, r, BM, p.H * static_cast<int64_t>(sizeof(T)), x,
+                                       stream);
         const cudaError_t e1 =
-            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe);
+            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma, p.E);
         C10_CUDA_CHECK(e1);
         const cudaError_t e2 =
-            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe);
+            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe, tma, p.E);
         C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)
@@ -656,6 +712,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
+    std::pair<at::Tensor, at::Tensor> gathered;
+    if (path == GemmPath::kWgmma && wgmma_tma() && wgmma_gather(p.I))
+      gathered = gather_gemm1_rows(g1, r, BM, p.H, x, stream);
     gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, ceil_div(p.I, 32), chain, stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,

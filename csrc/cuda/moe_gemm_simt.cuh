@@ -58,7 +58,8 @@ struct MoeGemmArgs {
   bool direct_ids64;
   int64_t direct_routes;
   const int32_t* expert_map;
-  int64_t E_global, E;
+  int64_t E_global;
+  int64_t E;  // experts of w (always set: the wgmma kernels' weight tensor maps read it too)
   int32_t* record_routes;
   // Decode GEMM2 split over K (grid z > 1): elements from one K slice's per-route rows in out
   // to the next slice's.

@@ -261,17 +261,18 @@ inline int tiled_block_n(int64_t per_expert) {
 // gate and rows / 2 up rows), over max_blocks x the weight tiles, with `smem` bytes of dynamic
 // shared memory. Above 48 KB that needs an opt-in (per function, not a stream operation).
 // block_bytes: the activation bytes of one route block (BN rows of K), for g.raster_bytes.
-template <bool GATED>
-cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs), MoeGemmArgs g, int64_t max_blocks,
-                             int threads, int smem, int64_t block_bytes, cudaStream_t stream,
-                             int rows = kTiledRows) {
+// extra: the kernel's parameters after g (the wgmma kernel's tensor maps).
+template <bool GATED, typename... Extra>
+cudaError_t launch_row_tiles(void (*kernel)(MoeGemmArgs, Extra...), MoeGemmArgs g,
+                             int64_t max_blocks, int threads, int smem, int64_t block_bytes,
+                             cudaStream_t stream, int rows = kTiledRows, const Extra&... extra) {
   const cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const int64_t n_tiles = GATED ? ceil_div(g.N / 2, rows / 2) : ceil_div(g.N, rows);
   const dim3 grid(static_cast<unsigned>(max_blocks), static_cast<unsigned>(n_tiles));
   g.raster_group = row_tile_group(g.raster_bytes, block_bytes);
-  kernel<<<grid, threads, smem, stream>>>(g);
+  kernel<<<grid, threads, smem, stream>>>(g, extra...);
   return cudaGetLastError();
 }
 

@@ -43,6 +43,7 @@
 #include <type_traits>
 
 #include "moe_gemm_tiled.cuh"
+#include "tma.cuh"
 #include "wgmma_instructions.cuh"
 
 namespace int8_moe {
@@ -61,9 +62,11 @@ template <typename AT, int BN>
 constexpr int wgmma_stages() {
   return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
 }
-template <typename AT, int BN, int WG>
+// TMA: + one mbarrier per ring slot, after the slots.
+template <typename AT, int BN, int WG, bool TMA = false>
 constexpr int wgmma_smem_bytes() {
-  return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN, WG>() + 1024;  // + alignment
+  return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN, WG>() + 1024 +  // + alignment
+         (TMA ? 64 : 0);
 }
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
@@ -153,9 +156,15 @@ constexpr int wgmma_min_ctas() {
 
 // T: the activation dtype (output, bias); AT: what the activation rows hold, int8_t (W8A8,
 // a_scale per row) or T (W8A16).
-template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
-__global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
-    moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+// TMA (moe_gemm_wgmma_tma_kernel): the weight tile of a chunk comes as one TMA box (wmap) instead
+// of every thread's cp.async pieces, and with TMA_A the activation tile too (amap), where the
+// activation rows are the sorted positions (GEMM2; GEMM1 on rows gathered per position: one box
+// per chunk; GEMM1 reading token rows keeps cp.async for them). Thread 0 issues the boxes of a
+// chunk, which complete on the slot's mbarrier; every thread waits on it.
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA,
+          bool TMA_A>
+__device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUtensorMap* wmap,
+                                                const CUtensorMap* amap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   using Acc = std::conditional_t<INT8, int, float>;
@@ -219,6 +228,35 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
   }
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
   const uint32_t smem = (raw + 1023u) & ~1023u;
+  static_assert(TMA || !TMA_A, "the activation tile by TMA comes with the weight tile's");
+  constexpr uint32_t TMA_BYTES = A_BYTES + (TMA_A ? BN * kWgmmaBK : 0);
+  const uint32_t bars = smem + STAGES * STAGE_BYTES;  // TMA: slot s's mbarrier at bars + 8 s
+  if constexpr (TMA) {
+    if (tid == 0) {
+#pragma unroll
+      for (int s = 0; s < STAGES; ++s) mbarrier_init(bars + 8 * s, 1);
+      mbarrier_init_fence();
+    }
+    __syncthreads();
+  }
+  // TMA: thread 0's copies of chunk `chunk` into ring slot `slot` (outside the tensor: zeros).
+  // W8A16's fragments were read from the slot by the generic proxy; the fence orders those reads
+  // (finished: the barrier before this) before the TMA unit's writes.
+  auto tma_chunk = [&](int slot, int64_t chunk) {
+    const uint32_t base = smem + slot * STAGE_BYTES, bar = bars + 8 * slot;
+    const int32_t k0 = static_cast<int32_t>(chunk * KC);
+    if constexpr (!INT8) fence_proxy_async_shared();
+    mbarrier_arrive_expect_tx(bar, TMA_BYTES);
+    if constexpr (GATED)
+      tma_load_5d(base, wmap, k0, 0, 0, static_cast<int32_t>(tile0 / 8), e, bar);
+    else
+      tma_load_3d(base, wmap, k0, static_cast<int32_t>(tile0), e, bar);
+    if constexpr (TMA_A) tma_load_2d(base + A_BYTES, amap, k0, static_cast<int32_t>(pos0), bar);
+  };
+  // TMA: every thread waits for chunk c's boxes (the slot's (c / STAGES)-th use).
+  auto tma_wait = [&](int slot, int64_t c) {
+    if constexpr (TMA) mbarrier_wait(bars + 8 * slot, static_cast<uint32_t>(c / STAGES) & 1u);
+  };
   // Swizzled destination of this thread's pieces: the row's low 3 bits (W8A16 weights: bits 1-2)
   // are fixed across i (rows step by a multiple of 32).
   auto swz = [](int row, int piece) { return row * kWgmmaBK + ((piece ^ (row % 8)) * 16); };
@@ -236,27 +274,38 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
   const bool b_tail_ok = full64 * KC + bpiece * (KC / 8) < g.K;
   const int full_chunks = static_cast<int>(full64);
   auto load_chunk = [&](int slot, int chunk) {
+    if constexpr (TMA) {
+      if (tid == 0) tma_chunk(slot, chunk);
+    }
     const uint32_t base = smem + slot * STAGE_BYTES;
     const int64_t from = static_cast<int64_t>(chunk) * KC;
     if (chunk < full_chunks) {
+      if constexpr (!TMA) {
 #pragma unroll
-      for (int i = 0; i < A_PER_THREAD; ++i)
-        cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + from,
-                          wzero[i]);
+        for (int i = 0; i < A_PER_THREAD; ++i)
+          cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + from,
+                            wzero[i]);
+      }
+      if constexpr (!TMA_A) {
 #pragma unroll
-      for (int i = 0; i < B_PER_THREAD; ++i)
-        cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + from,
-                          bzero[i]);
+        for (int i = 0; i < B_PER_THREAD; ++i)
+          cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + from,
+                            bzero[i]);
+      }
     } else {
       const int64_t w_from = w_tail_ok ? from : 0, b_from = b_tail_ok ? from : 0;
+      if constexpr (!TMA) {
 #pragma unroll
-      for (int i = 0; i < A_PER_THREAD; ++i)
-        cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
-                          wzero[i] || !w_tail_ok);
+        for (int i = 0; i < A_PER_THREAD; ++i)
+          cp_async_16_zfill(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
+                            wzero[i] || !w_tail_ok);
+      }
+      if constexpr (!TMA_A) {
 #pragma unroll
-      for (int i = 0; i < B_PER_THREAD; ++i)
-        cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
-                          bzero[i] || !b_tail_ok);
+        for (int i = 0; i < B_PER_THREAD; ++i)
+          cp_async_16_zfill(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
+                            bzero[i] || !b_tail_ok);
+      }
     }
   };
   Acc acc[BN / 2];
@@ -280,18 +329,25 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
     // held to 128 registers, 1.2-1.4x unbounded (138: one CTA per SM; NOTES, variant 49).
     const int64_t chunks64 = (g.K + KC - 1) / KC;
     auto load_chunk_selects = [&](int slot, int64_t chunk) {
+      if constexpr (TMA) {
+        if (tid == 0) tma_chunk(slot, chunk);
+      }
       const uint32_t base = smem + slot * STAGE_BYTES;
       const bool inside = chunk < full64;
       const bool w_ok = inside || w_tail_ok, b_ok = inside || b_tail_ok;
       const int64_t w_from = w_ok ? chunk * KC : 0, b_from = b_ok ? chunk * KC : 0;
+      if constexpr (!TMA) {
 #pragma unroll
-      for (int i = 0; i < A_PER_THREAD; ++i)
-        cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
-                          w_ok ? wbytes[i] : 0);
+        for (int i = 0; i < A_PER_THREAD; ++i)
+          cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
+                            w_ok ? wbytes[i] : 0);
+      }
+      if constexpr (!TMA_A) {
 #pragma unroll
-      for (int i = 0; i < B_PER_THREAD; ++i)
-        cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
-                          b_ok ? bbytes[i] : 0);
+        for (int i = 0; i < B_PER_THREAD; ++i)
+          cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
+                            b_ok ? bbytes[i] : 0);
+      }
     };
     constexpr int AHEAD = STAGES - 2;
 #pragma unroll
@@ -302,7 +358,8 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
     uint32_t a[4][4];
     for (int64_t c = 0; c < chunks64; ++c) {
       cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
-      fence_proxy_async_shared();  // ... and are visible to the async proxy (wgmma)
+      if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
+      tma_wait(static_cast<int>(c % STAGES), c);  // TMA: chunk c's boxes have landed
       __syncthreads();             // ... for every thread; chunk c - 2's products have retired
       const int64_t next = c + AHEAD;
       if (next < chunks64) load_chunk_selects(static_cast<int>(next % STAGES), next);
@@ -331,8 +388,11 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
     int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
     for (int c = 0; c < chunks; ++c) {
       cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
-      fence_proxy_async_shared();   // ... and are visible to the async proxy (wgmma)
-      __syncthreads();              // ... for every thread
+      if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
+      tma_wait(slot, c);            // TMA: chunk c's boxes have landed
+      // ... for every thread. (W8A8 with both tiles by TMA needs no barrier here: each thread
+      // waited on the boxes itself, and the barrier below frees the slots.)
+      if constexpr (!(INT8 && TMA_A)) __syncthreads();
       const uint32_t base = smem + slot * STAGE_BYTES;
       const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
       const int next = c + STAGES - 1, fill_slot = fill;
@@ -402,6 +462,19 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
 #endif
 }
 
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
+__global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
+    moe_gemm_wgmma_kernel(MoeGemmArgs g) {
+  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, false, false>(g, nullptr, nullptr);
+}
+// The tensor maps: wgmma_weight_map(), wgmma_activation_map() (unused without TMA_A).
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA_A>
+__global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
+    moe_gemm_wgmma_tma_kernel(MoeGemmArgs g, const __grid_constant__ CUtensorMap wmap,
+                              const __grid_constant__ CUtensorMap amap) {
+  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, true, TMA_A>(g, &wmap, &amap);
+}
+
 // Routes per tile for a given average number of routes per expert, the routes in all, the two
 // reductions (H for GEMM1, I for GEMM2) and the mode (benchmarks/NOTES.md, variants 9 and 10).
 // W8A16: 64 up to 48 routes per expert, else 128 (0.79-0.97x the time of 64 at 64-256 per
@@ -445,20 +518,92 @@ inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
   return wgmma_wide_exists(BN, int8_act) && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
 }
 
+// The weight tensor map of a wgmma GEMM: a box of the CTA's 64 WG weight rows x one chunk
+// (W8A8 128 bytes, 128-byte swizzle; W8A16 64, 64-byte swizzle: the staged layout) at
+// coordinates (k, ..., tile row, expert). GATED: w13 [E, 2I, K] seen as 5 dimensions (k, row i of
+// an 8-row group, gate / up, group, expert), so that one box holds, per group, 8 gate rows then
+// the 8 matching up rows, the order row_tile_weight_row gives (gate and up rows j and I + j, or
+// 2j and 2j + 1 for swigluoai's interleaved layout). Rows past N (groups past I / 8) and K are
+// zero-filled, as the cp.async loads zero-fill them.
+template <typename AT, int WG, bool GATED>
+bool wgmma_weight_map(CUtensorMap* map, const MoeGemmArgs& g, int64_t E) {
+  constexpr int ROWS = 64 * WG;
+  const uint64_t K = g.K, N = g.N, row = K;  // bytes per weight row
+  const uint32_t chunk = sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2;
+  if constexpr (GATED) {
+    const bool oai = g.act == Activation::kSwigluOai;
+    const uint64_t inter = N / 2;
+    const uint64_t dims[5] = {K, 8, 2, inter / 8, static_cast<uint64_t>(E)};
+    const uint64_t strides[4] = {oai ? 2 * row : row, oai ? row : inter * row,
+                                 oai ? 16 * row : 8 * row, N * row};
+    const uint32_t box[5] = {chunk, 8, 2, ROWS / 16, 1};
+    return encode_tensor_map(map, g.w, 1, 5, dims, strides, box, static_cast<int>(chunk));
+  } else {
+    const uint64_t dims[3] = {K, N, static_cast<uint64_t>(E)};
+    const uint64_t strides[2] = {row, N * row};
+    const uint32_t box[3] = {chunk, ROWS, 1};
+    return encode_tensor_map(map, g.w, 1, 3, dims, strides, box, static_cast<int>(chunk));
+  }
+}
+// The activation tensor map where the rows are the sorted positions (GEMM2's intermediate, or
+// GEMM1's gathered rows) [rows, K]: a box of BN rows x one 128-byte chunk, 128-byte swizzle.
+template <typename AT, int BN>
+bool wgmma_activation_map(CUtensorMap* map, const MoeGemmArgs& g, int64_t rows) {
+  const uint64_t dims[2] = {static_cast<uint64_t>(g.K), static_cast<uint64_t>(rows)};
+  const uint64_t strides[1] = {g.K * sizeof(AT)};
+  const uint32_t box[2] = {kWgmmaBK / sizeof(AT), BN};
+  return encode_tensor_map(map, g.a, sizeof(AT), 2, dims, strides, box, kWgmmaBK);
+}
+
 template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
   return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG, PIPELINED>, g,
                                  max_blocks, 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
                                  BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG);
 }
+// The TMA-fed kernel where its tensor maps encode (E: experts of g.w), else the cp.async one;
+// the activation tile by TMA too where the activation rows are the sorted positions.
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
+cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks, int64_t E,
+                                  cudaStream_t stream) {
+  alignas(64) CUtensorMap wmap{}, amap{};
+  const bool by_position = !GATED || !g.a_rows_are_tokens;  // (GEMM2's rows always are)
+  const bool ok = wgmma_weight_map<AT, WG, GATED>(&wmap, g, E) &&
+                  (!by_position || wgmma_activation_map<AT, BN>(&amap, g, max_blocks * BN));
+  if (!ok) return launch_wgmma_gemm_bn<T, AT, BN, GATED, WG, PIPELINED>(g, max_blocks, stream);
+  auto launch = [&](auto* kernel) {
+    return launch_row_tiles<GATED>(kernel, g, max_blocks, 128 * WG,
+                                   wgmma_smem_bytes<AT, BN, WG, true>(),
+                                   BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG,
+                                   wmap, amap);
+  };
+  if constexpr (GATED) {
+    if (!by_position)
+      return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, false>);
+  }
+  return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, true>);
+}
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
 // the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
-// BN = 128; 2 elsewhere).
+// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
+// as the default rules reach them: W8A16's pipelined loop at 128), with E the experts of g.w.
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                              cudaStream_t stream, bool pipelined = false) {
-  if constexpr (std::is_same_v<AT, int8_t>) {  // instantiated where wgmma_wide_exists only
+                              cudaStream_t stream, bool pipelined = false, bool tma = false,
+                              int64_t E = 0) {
+  constexpr bool INT8 = std::is_same_v<AT, int8_t>;
+  if (tma && BN == 64)  // (the unpipelined loop: 2 warpgroups)
+    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2>(g, max_blocks, E, stream);
+  if constexpr (INT8) {
+    if (tma && BN == 128)
+      return wg == 4 ? launch_wgmma_gemm_tma<T, AT, 128, GATED, 4>(g, max_blocks, E, stream)
+                     : launch_wgmma_gemm_tma<T, AT, 128, GATED, 2>(g, max_blocks, E, stream);
+  } else {
+    if (tma && BN == 128 && pipelined)
+      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true>(g, max_blocks, E, stream);
+  }
+  if constexpr (INT8) {  // instantiated where wgmma_wide_exists only
     if (wg == 4 && wgmma_wide_exists(BN, true))
       return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
   } else {

@@ -29,6 +29,25 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// The wgmma GEMM1's activation rows per sorted position (INT8_MOE_WGMMA_GATHER; one TMA box per
+// chunk instead of gathered token rows): dst row p = src row route / topk, 16 bytes a thread
+// (row16: 16-byte pieces per row; 16-byte aligned rows), zeros for padding; with scale,
+// scale_out[p] = scale[route / topk] (W8A8's per-token scales; 0 for padding). Blocks of
+// positions no expert holds (block_expert < 0, BM positions each) are skipped: no GEMM reads them.
+__global__ void __launch_bounds__(256)
+    gather_row_bytes_kernel(const uint4* __restrict__ src, const int32_t* __restrict__ sorted_routes,
+                            const int32_t* __restrict__ block_expert, int BM, int64_t topk,
+                            int64_t row16, const float* __restrict__ scale,
+                            uint4* __restrict__ dst, float* __restrict__ scale_out) {
+  const int64_t p = blockIdx.x;
+  if (block_expert[p / BM] < 0) return;
+  const int32_t route = sorted_routes[p];
+  const int64_t token = route < 0 ? 0 : route / topk;
+  for (int64_t i = threadIdx.x; i < row16; i += 256)
+    dst[p * row16 + i] = route < 0 ? make_uint4(0, 0, 0, 0) : src[token * row16 + i];
+  if (scale_out != nullptr && threadIdx.x == 0) scale_out[p] = route < 0 ? 0.0f : scale[token];
+}
+
 // out = T(q) elementwise (exact), 16 values per 16-byte load (n16: 16-byte pieces; 16-byte
 // aligned), the conversion the GEMMs use (int8_widen.cuh). Bound by DRAM: one byte read and two
 // written per weight, ~2.1 TB/s on an H100 (~2 ms per Mixtral-8x7B layer), whether it converts
