@@ -23,6 +23,10 @@
 // bf16 tile, with one barrier per chunk instead of three). A warpgroup waits for its chunk's
 // products before it builds the next fragments (ptxas serializes wgmmas whose A registers are
 // written while earlier ones are in flight); the SM's other warpgroups fill the gap.
+// By default (moe_gemm_wgmma_tma_kernel, where built) the weight tile comes as one TMA box instead
+// of the cp.async pieces, and so does the activation tile where its rows are sorted positions
+// (benchmarks/NOTES.md, variants 50 and 51): the same shared-memory layout, filled by the TMA
+// unit in the same swizzles, so the products and the output are the same bits.
 // Zero-filled pieces beyond N, K and for padding routes (no bytes read). Shared memory written by
 // cp.async is read by wgmma through the async proxy: each writing thread fences
 // (fence.proxy.async) before the barrier that publishes it. A slot is refilled only after
