@@ -5,13 +5,15 @@ routing included) under each setting of INT8_MOE_<knob>, over alternating rounds
 each), and the GPU time per call of the kernels whose names hold --kernels (torch.profiler).
 Random int8 weights with random scales (timing only).
 
-python benchmarks/knob_ab.py --knob WGMMA_TMA --settings 0,1 [--models ...] [--tokens ...]
-    [--act-quant none,per_token] [--kernels wgmma] [--rounds 2]
+python benchmarks/knob_ab.py --knob WGMMA_TMA --settings 0,1 [--models ...] [--tp 1,2]
+    [--tokens ...] [--act-quant none,per_token] [--kernels wgmma] [--rounds 2]
+(--tp: the models' tensor-parallel splits, I / tp where that is a multiple of 16.)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -43,6 +45,7 @@ def main():
     parser.add_argument("--knob", required=True, help="INT8_MOE_<knob>, e.g. WGMMA_TMA")
     parser.add_argument("--settings", default="0,1")
     parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
+    parser.add_argument("--tp", default="1")
     parser.add_argument("--tokens", default="1024,4096,16384")
     parser.add_argument("--act-quant", default="none,per_token")
     parser.add_argument("--kernels", default="wgmma")
@@ -56,11 +59,15 @@ def main():
     head = " | ".join(f"ms {s}" for s in settings) + " | " + " | ".join(
         f"{s} / {settings[0]}" for s in settings[1:]) + " | " + " | ".join(
         f"us {s}" for s in settings)
-    print(f"| model | mode | M | {head} |")
-    print("|---|---|---|" + "---|" * (3 * len(settings) - 1))
+    print(f"| model | I | mode | M | {head} |")
+    print("|---|---|---|---|" + "---|" * (3 * len(settings) - 1))
     for name in args.models.split(","):
-        time_model(PRESETS[name], args, settings)
-        torch.cuda.empty_cache()
+        for tp in map(int, args.tp.split(",")):
+            shape = PRESETS[name]
+            if shape.inter % tp or (shape.inter // tp) % 16:
+                continue
+            time_model(dataclasses.replace(shape, inter=shape.inter // tp), args, settings)
+            torch.cuda.empty_cache()
 
 
 def time_model(shape, args, settings: list[str]) -> None:
@@ -88,7 +95,8 @@ def time_model(shape, args, settings: list[str]) -> None:
             cells = [f"{best[s]:.4f}" for s in settings]
             cells += [f"{best[s] / best[settings[0]]:.3f}" for s in settings[1:]]
             cells += [f"{us[s]:.1f}" for s in settings]
-            print(f"| {shape.name} | {mode} | {M} | {' | '.join(cells)} |", flush=True)
+            print(f"| {shape.name} | {shape.inter} | {mode} | {M} | {' | '.join(cells)} |",
+                  flush=True)
 
 if __name__ == "__main__":
     main()

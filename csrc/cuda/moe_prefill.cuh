@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(256)
 // scale_out[p] = scale[route / topk] (W8A8's per-token scales; 0 for padding). Blocks of
 // positions no expert holds (block_expert < 0, BM positions each) are skipped: no GEMM reads them.
 __global__ void __launch_bounds__(256)
-    gather_row_bytes_kernel(const uint4* __restrict__ src, const int32_t* __restrict__ sorted_routes,
+    gather_row_bytes_kernel(const uint4* __restrict__ src,
+                            const int32_t* __restrict__ sorted_routes,
                             const int32_t* __restrict__ block_expert, int BM, int64_t topk,
                             int64_t row16, const float* __restrict__ scale,
                             uint4* __restrict__ dst, float* __restrict__ scale_out) {
