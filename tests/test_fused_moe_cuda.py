@@ -616,12 +616,13 @@ def test_parallel_align_rule(monkeypatch, M, parallel):
     assert any("moe_align_kernel<" in n for n in names) == (not parallel), names
 
 
-# The default gather rule: the wgmma GEMM1 takes rows gathered per sorted position from I = 8192
-# (I = 8176 / 8192 around it), both modes, with the router weight on the input (k = 1: W8A8
-# quantizes the weighted rows, W8A16 weighs in GEMM1's epilogue), each output checked against
-# the reference.
-@pytest.mark.parametrize("I,gathered", [(8176, False), (8192, True)])
-@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+# The default gather rule: the wgmma GEMM1 takes rows gathered per sorted position from I = 3072
+# for W8A16 and from 8192 for W8A8 (the sizes just below and at each), with the router weight on
+# the input (k = 1: W8A8 quantizes the weighted rows, W8A16 weighs in GEMM1's epilogue), each
+# output checked against the reference.
+@pytest.mark.parametrize("I,act_quant,gathered", [
+    (3056, "none", False), (3072, "none", True), (8176, "none", True),
+    (3072, "per_token", False), (8176, "per_token", False), (8192, "per_token", True)])
 @pytest.mark.parametrize("k,weight_on_input", [(2, False), (1, True)])
 def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_input):
     if not wgmma_expected():
@@ -803,16 +804,21 @@ def test_int64_ids_and_weight_on_input(M, dtype):
     check(case, dtype, apply_router_weight_on_input=True)
 
 
+# "wgmma:gather": GEMM1's rows gathered per sorted position (INT8_MOE_WGMMA_GATHER=1; the
+# gather kernel and the tensor maps over its buffer captured with the rest).
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
 @pytest.mark.parametrize("M, path", [(1, "auto"), (2, "auto"), (48, "auto"), (120, "auto"),
                                      # decode (1: direct routing), tiled
-                                     (512, "tiled"), (512, "grouped_mm"), (512, "wgmma")])
+                                     (512, "tiled"), (512, "grouped_mm"), (512, "wgmma"),
+                                     (512, "wgmma:gather")])
 def test_cuda_graph_capture_and_replay(monkeypatch, act_quant, M, path):
+    path, _, variant = path.partition(":")
     if path == "grouped_mm" and not grouped_mm_available(torch.bfloat16):
         pytest.skip("the grouped_mm path needs bf16 on sm_90+")
     if path == "wgmma" and not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "1" if variant == "gather" else "auto")
     case = make_case(M, 256, 176, 8, 4, device="cuda", seed=8)
     static = [t.clone() for t in (case.x, case.topk_weights, case.topk_ids)]
     kw = dict(act_quant=act_quant)

@@ -285,22 +285,27 @@ bool wgmma_tma() {
   return forced != 0;
 }
 
-// Intermediate size from which the wgmma GEMM1 reads its activation rows gathered per sorted
+// Intermediate sizes from which the wgmma GEMM1 reads its activation rows gathered per sorted
 // position (one TMA box per chunk; gather_row_bytes_kernel writes them, W8A8's per-token scales
 // with them) instead of the token rows by cp.async. The gather writes each route's row (H
 // elements) for a GEMM1 of 4 H I FLOPs per route, so it pays with long intermediate rows. On an
 // H100 (`benchmarks/results/knob_ab_gather_h100.log`, forward, TMA on, best of two rounds;
 // benchmarks/NOTES.md, variant 51): Mixtral-8x7B (I = 14336, k = 2) W8A16 M = 4096 0.95x the
 // time, W8A8 M = 4096 / 16384 0.99x / 0.93x, M = 1024 within 0.5%; Qwen3-30B-A3B (I = 768, k = 8)
-// 1.05-1.14x. Linear in I between the two, the break-even lies near I = 2300 (W8A16) and 7600
-// (W8A8 at M = 4096): from 8192.
+// 1.05-1.14x. W8A16 at M = 4096 on TP splits (`benchmarks/results/knob_ab_gather_tp_h100.log`,
+// `knob_ab_gather_w8a16_rule_h100.log`): 0.93x at Mixtral's I = 7168, 0.97-0.99x at 3584, 0.97x
+// and 1.00x in two runs at gpt-oss-20b's 2880, 1.00x at 1792, 1.01x at 1440, 1.05x at 720; the
+// gather writes every padded row, so with many small experts it costs more: DeepSeek-V3 (I =
+// 2048, 256 experts, k = 8) 1.01x at M = 4096, 1.12x at 1024. W8A16 from 3072; W8A8 stayed
+// within 1% from 2880 to 14336 at M = 4096 and gained 0.93x at Mixtral's M = 16384: from 8192.
 constexpr int64_t kWgmmaGatherMinI = 8192;
+constexpr int64_t kWgmmaGatherMinIW8A16 = 3072;
 
-// Whether GEMM1 takes gathered rows (where the TMA-fed wgmma kernel runs): from
-// kWgmmaGatherMinI; INT8_MOE_WGMMA_GATHER = 0 | 1 forces it off or on, for tuning and tests.
-bool wgmma_gather(int64_t I) {
+// Whether GEMM1 takes gathered rows (where the TMA-fed wgmma kernel runs): from the sizes above;
+// INT8_MOE_WGMMA_GATHER = 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_gather(int64_t I, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_GATHER", {0, 1});
-  return forced < 0 ? I >= kWgmmaGatherMinI : forced == 1;
+  return forced < 0 ? I >= (int8_act ? kWgmmaGatherMinI : kWgmmaGatherMinIW8A16) : forced == 1;
 }
 
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
@@ -568,10 +573,10 @@ void gemm_decode(MoeGemmArgs g, int64_t max_blocks, int BM, const DecodeChain& c
 }
 
 // One W8A8 expert GEMM (int8 activations in g.a) on the kernel family `path`; simt_tiles: the
-// SIMT kernel's grid height; wg: the wgmma kernel's warpgroups per CTA. The kernel before it
-// quantized its activations (not align).
+// SIMT kernel's grid height; wg: the wgmma kernel's warpgroups per CTA; tma: the wgmma kernel
+// fed by TMA. The kernel before it quantized its activations (not align).
 template <typename T, bool GATED>
-void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, int wg,
+void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, int wg, bool tma,
                int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream,
                int splits = 1) {
   if (path == GemmPath::kDecode) {
@@ -580,8 +585,8 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, 
     const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err = launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream,
-                                                                false, wgmma_tma(), g.E);
+    const cudaError_t err =
+        launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream, false, tma, g.E);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -610,6 +615,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
   const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
+  // The wgmma kernels fed by TMA, and GEMM1's rows gathered per sorted position for them.
+  const bool tma = path == GemmPath::kWgmma && wgmma_tma();
+  const bool gather = tma && wgmma_gather(p.I, p.per_token);
   // The decode chain launches every kernel, align included, with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const bool parallel_align = align_parallel(n_routes, p.E);  // (its knob checked on every call)
@@ -677,9 +685,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, true>(g1, r.max_blocks, BM, chain, /*early=*/false, stream);
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
-        const bool pipe = wgmma_w8a16_pipelined(BM), tma = wgmma_tma();
+        const bool pipe = wgmma_w8a16_pipelined(BM);
         std::pair<at::Tensor, at::Tensor> gathered;
-        if (tma && wgmma_gather(p.I))
+        if (gather)
           gathered = gather_gemm1_rows(g1, r, BM, p.H * static_cast<int64_t>(sizeof(T)), x,
                                        stream);
         const cudaError_t e1 =
@@ -713,16 +721,15 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     g1.weight_on_a = false;
     g1.out = inter.mutable_data_ptr<float>();
     std::pair<at::Tensor, at::Tensor> gathered;
-    if (path == GemmPath::kWgmma && wgmma_tma() && wgmma_gather(p.I))
-      gathered = gather_gemm1_rows(g1, r, BM, p.H, x, stream);
-    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, ceil_div(p.I, 32), chain, stream);
+    if (gather) gathered = gather_gemm1_rows(g1, r, BM, p.H, x, stream);
+    gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, tma, ceil_div(p.I, 32), chain, stream);
     quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
                              r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,
                              looped, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
-    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, ceil_div(p.H, kSimtRows), chain, stream,
-                        splits);
+    gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, tma, ceil_div(p.H, kSimtRows), chain,
+                        stream, splits);
   } else {
     at::Tensor inter = at::empty({capacity, p.I}, f32);
     g1.out = inter.mutable_data_ptr<float>();
