@@ -32,6 +32,15 @@ def check_repeatable(case, dtype=torch.bfloat16, act_quant="none", **kw):
     return out
 
 
+def kernel_names(case, **kw) -> set[str]:
+    """Names of the kernels one forward launches (torch.profiler)."""
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.fused_moe(*case.args(), **kw)
+        torch.cuda.synchronize()
+    return {e.key for e in prof.key_averages()}
+
+
 @pytest.mark.parametrize("shape", MODEL_SHAPES, ids=lambda s: s.name)
 @pytest.mark.parametrize("M", [1, 7, 64, 300])
 def test_model_shapes(shape, M):
@@ -240,7 +249,8 @@ def test_wgmma_w8a16_pipelines_agree(monkeypatch, H, I, M, bn, dtype, activation
 # the 8 matching up rows): both gated layouts (silu: gate / up halves; swigluoai: interleaved
 # rows). K of 1040 / 400 refills every ring slot several times and ends in a partial chunk
 # (zero-filled by the TMA unit); tails in N (176 / 400 intermediate columns, 208 / 1040 rows),
-# empty experts, biases, over poisoned workspace.
+# empty experts, biases, over poisoned workspace. The profiler shows each setting ran the kernels
+# it names (the TMA kernel falls back to cp.async where a tensor map does not encode).
 @pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
 @pytest.mark.parametrize("M, bn, wg", [(150, "64", "2"), (1100, "128", "2"), (1100, "128", "4")])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])
@@ -257,10 +267,14 @@ def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, a
     case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + I,
                      n_used_experts=9)
     outs = []
+    kw = dict(act_quant=act_quant, activation=activation)
     for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
         monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
-        outs.append(check_repeatable(case, dtype, act_quant=act_quant, activation=activation))
+        outs.append(check_repeatable(case, dtype, **kw))
+        names = kernel_names(case, **case.bias_kwargs(), **kw)
+        assert any("moe_gemm_wgmma_tma_kernel" in n for n in names) == (tma == "1"), names
+        assert any("gather_row_bytes_kernel" in n for n in names) == (gather == "1"), names
     assert torch.equal(outs[0], outs[1])
     assert torch.equal(outs[0], outs[2])
 
@@ -595,15 +609,6 @@ def test_parallel_align(monkeypatch, path, act_quant, pdl):
         assert torch.equal(outs[0], outs[1])
 
 
-def align_kernel_names(case, **kw) -> set[str]:
-    """Names of the align kernels one forward launches (torch.profiler)."""
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ops.fused_moe(*case.args(), **kw)
-        torch.cuda.synchronize()
-    return {e.key for e in prof.key_averages() if "moe_align" in e.key}
-
-
 # The default rule: the block align kernel below 16384 routes, the parallel kernels from 16384
 # (M * k = 16380 and 16384), each output checked against the reference.
 @pytest.mark.parametrize("M,parallel", [(4095, False), (4096, True)])
@@ -611,7 +616,7 @@ def test_parallel_align_rule(monkeypatch, M, parallel):
     monkeypatch.setenv("INT8_MOE_ALIGN_PARALLEL", "auto")
     case = make_case(M, 64, 32, 16, 4, device="cuda", seed=M)
     check(case)
-    names = align_kernel_names(case)
+    names = kernel_names(case)
     assert any("moe_align_count_kernel" in n for n in names) == parallel, names
     assert any("moe_align_kernel<" in n for n in names) == (not parallel), names
 
@@ -632,11 +637,7 @@ def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_inp
     case = make_case(96, 64, I, 4, k, device="cuda", seed=I + k)
     kw = dict(act_quant=act_quant, apply_router_weight_on_input=weight_on_input)
     check(case, **kw)
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ops.fused_moe(*case.args(), **kw)
-        torch.cuda.synchronize()
-    names = {e.key for e in prof.key_averages()}
+    names = kernel_names(case, **kw)
     assert any("gather_row_bytes_kernel" in n for n in names) == gathered, names
 
 
