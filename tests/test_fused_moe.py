@@ -176,8 +176,8 @@ def test_w8a8_int32_accumulation_is_exact(device, dtype):
     must equal fp32(exact integer sum) * a_scale bit for bit.
 
     Inputs are built so every step before GEMM2 is exact or a single IEEE operation: integer x
-    with amax 127 (activation scale 1), integer weights, a power-of-two w13 scale, and gates so
-    large that silu(g) == g.
+    with amax 127 (activation scale 1), integer weights, a power-of-two w13 scale, gates so
+    large that silu(g) == g, and the intermediate's one rounding to the activation dtype.
     """
     H, I = 256, 2048
     g = torch.Generator().manual_seed(0)
@@ -194,7 +194,7 @@ def test_w8a8_int32_accumulation_is_exact(device, dtype):
 
     h = (x.long() @ w1[0].long().T).float() * (1.0 / 4096)  # exact integer acc, one rounding
     assert h.min() > 100  # silu(g) == g in fp32
-    a = h[:, :I] * h[:, I:]
+    a = (h[:, :I] * h[:, I:]).to(dtype)  # the intermediate is held in the activation dtype
     aq, a_scale = ref.quantize_activation_per_token(a)
     acc2 = aq.long() @ w2[0].long().T  # exact
     assert acc2.min() > 2**24

@@ -1,6 +1,8 @@
 """CUDA fused_moe: every SPEC shape and tensor-parallel split, the decode and prefill token
 counts, both kernel paths, CUDA-graph capture, determinism."""
 
+import re
+
 import pytest
 import torch
 
@@ -329,7 +331,8 @@ def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
                         act_quant="per_token").cpu()
     h = (x.long() @ w1[0].long().T).float() * (1.0 / 4096)
     assert h.min() > 100  # silu(g) == g in fp32
-    aq, a_scale = ref.quantize_activation_per_token(h[:, :I] * h[:, I:])
+    # (the intermediate is held in the activation dtype before its quantization)
+    aq, a_scale = ref.quantize_activation_per_token((h[:, :I] * h[:, I:]).bfloat16())
     acc2 = aq.long() @ w2[0].long().T
     assert acc2.min() > 2**24
     assert torch.equal(out, (acc2.float() * a_scale).bfloat16())
@@ -641,20 +644,59 @@ def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_inp
     assert any("gather_row_bytes_kernel" in n for n in names) == gathered, names
 
 
-# W8A8's per-token quantization passes (x, and the intermediate between the GEMMs): the
-# register-resident kernel (a row in one block's registers, one memory round trip) against the
-# looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and both against the reference. Rows
-# that leave the last threads' packs partly empty (H = 208, I = 176), 1, 2 and 4 packs per
-# thread (I = 176, 8000, 14336: 1000 threads of 2 fp32 packs, 896 of 4), a row beyond 1024
-# threads of 4 packs (I = 16400: looped either way), the input-side router weight (k = 1, x's
-# rows scaled first), decode and tensor-core prefill paths, both dtypes, over poisoned
-# workspace.
+# The default TMA rule: W8A16's 64-route tiles load by cp.async where GEMM1 reads token rows (I
+# below the gather's 3072), by TMA from there (gathered rows) and at 128-route tiles; W8A8 by TMA
+# at every tile width. 96 tokens x 2 over 4 experts: 48 routes per expert, 64-route tiles.
+@pytest.mark.parametrize("M,I,act_quant,tma", [
+    (96, 3056, "none", False), (96, 3072, "none", True), (600, 176, "none", True),
+    (96, 176, "per_token", True)])
+def test_wgmma_tma_rule(monkeypatch, M, I, act_quant, tma):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_TMA", "auto")
+    case = make_case(M, 64, I, 4, 2, device="cuda", seed=M + I)
+    check(case, act_quant=act_quant)
+    names = kernel_names(case, act_quant=act_quant)
+    assert any("moe_gemm_wgmma_tma_kernel" in n for n in names) == tma, names
+    assert any("moe_gemm_wgmma_kernel" in n for n in names) == (not tma), names
+
+
+# The default warpgroup rule of W8A8's 128-route tiles: 4 per CTA from 2048 routes per expert,
+# and where routes per expert x I (GEMM2's K) reach 512 x 14336 = 1024 x 7168; else 2 (2
+# experts, k = 2: M routes per expert). The warpgroup count is the kernels' fifth template
+# argument.
+@pytest.mark.parametrize("M,I,wide", [
+    (1024, 7152, False), (1020, 7168, False), (1024, 7168, True), (512, 14336, True),
+    (2048, 176, True)])
+def test_wgmma_warpgroup_rule(monkeypatch, M, I, wide):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", "128")
+    monkeypatch.setenv("INT8_MOE_WGMMA_WG", "auto")
+    case = make_case(M, 64, I, 2, 2, device="cuda", seed=M + I)
+    check(case, act_quant="per_token")
+    gemms = [n for n in kernel_names(case, act_quant="per_token") if "moe_gemm_wgmma" in n]
+    wgs = {re.search(r"_kernel<[^<>]*?, 128, (?:true|false), (\d),", n).group(1) for n in gemms}
+    assert wgs == {"4" if wide else "2"}, gemms
+
+
+# W8A8's per-token quantization passes (x, and the intermediate between the GEMMs, both in the
+# activation dtype: 8 values per 16-byte pack): the register-resident kernel (a row in one
+# block's registers, one memory round trip) against the looped one (INT8_MOE_ACT_QUANT_LOOPED=1),
+# bit for bit, and both against the reference. Rows that leave the last threads' packs partly
+# empty (H = 208, I = 176), 1, 2 and 4 packs per thread (I = 8000: 1000 threads of 1 pack;
+# 14336: 896 of 2; 16400: 513 of 4), a row beyond 1024 threads of 4 packs (I = 32784: looped
+# either way), the input-side router weight (k = 1, x's rows scaled first), decode and
+# tensor-core prefill paths, both dtypes, over poisoned workspace.
 @pytest.mark.parametrize("M,H,I,E,k,weight_on_input", [
     (1, 208, 176, 8, 4, False),
     (3, 4096, 176, 8, 2, False),
     (2, 64, 8000, 4, 2, False),
     (2, 64, 14336, 4, 2, False),
     (2, 64, 16400, 2, 2, False),
+    (2, 64, 32784, 2, 2, False),
     (5, 208, 176, 4, 1, True),
     (300, 208, 176, 4, 2, False),
 ])

@@ -131,6 +131,9 @@ void run_block(const CpuMoeArgs<T>& a, const MoeProblem& p, int64_t e, const int
     }
   }
   if (p.per_token) {
+    // W8A8 rounds the intermediate to the activation dtype before quantizing it, as the CUDA
+    // kernels (and vLLM's) hold it.
+    for (float& v : act) v = static_cast<float>(static_cast<T>(v));
     hq.resize(n * I);
     hs.resize(n);
     quantize_activation_rows(act.data(), n, I, hq.data(), hs.data());

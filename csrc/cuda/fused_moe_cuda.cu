@@ -259,10 +259,10 @@ int wgmma_block_routes(int64_t per_expert, const MoeProblem& p) {
 
 // Warpgroups per CTA of the wgmma kernel: wgmma_warpgroups(); INT8_MOE_WGMMA_WG = 2 | 4 forces
 // it where 4 exists (W8A8 at 128 routes per tile), for tuning.
-int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
+int wgmma_cta_warpgroups(int BN, int64_t per_expert, int64_t I, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_WG", {2, 4});
   if (forced > 0 && wgmma_wide_exists(BN, int8_act)) return forced;
-  return wgmma_warpgroups(BN, per_expert, int8_act);
+  return wgmma_warpgroups(BN, per_expert, I, int8_act);
 }
 
 // Whether the W8A16 wgmma kernel runs its pipelined main loop (moe_gemm_wgmma.cuh): where it
@@ -271,18 +271,6 @@ int wgmma_cta_warpgroups(int BN, int64_t per_expert, bool int8_act) {
 bool wgmma_w8a16_pipelined(int BN) {
   const int forced = choice_knob("INT8_MOE_WGMMA_PIPE", {0, 1});
   return wgmma_pipeline_exists(BN) && forced != 0;
-}
-
-// Whether the wgmma kernels take their weight tiles (and GEMM2 its activation tiles) as TMA boxes
-// (moe_gemm_wgmma.cuh) where that kernel is built (64 and 128 routes per tile): by default. On
-// an H100 against the cp.async loads (`benchmarks/results/knob_ab_tma_h100.log`, forward, best
-// of two rounds; benchmarks/NOTES.md, variant 50): W8A16 Mixtral-8x7B M = 1024 / 4096 0.95x /
-// 0.96x the time, W8A8 M = 16384 0.95x, Qwen3-30B-A3B W8A8 M = 4096 / 16384 0.97x / 0.96x, the
-// rest within 1.5% either way. INT8_MOE_WGMMA_TMA = 0 | 1 forces it off or on, for tuning and
-// tests.
-bool wgmma_tma() {
-  const int forced = choice_knob("INT8_MOE_WGMMA_TMA", {0, 1});
-  return forced != 0;
 }
 
 // Intermediate sizes from which the wgmma GEMM1 reads its activation rows gathered per sorted
@@ -306,6 +294,22 @@ constexpr int64_t kWgmmaGatherMinIW8A16 = 3072;
 bool wgmma_gather(int64_t I, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_GATHER", {0, 1});
   return forced < 0 ? I >= (int8_act ? kWgmmaGatherMinI : kWgmmaGatherMinIW8A16) : forced == 1;
+}
+
+// Whether the wgmma kernels take their weight tiles (and GEMM2 its activation tiles) as TMA boxes
+// (moe_gemm_wgmma.cuh) where that kernel is built (64 and 128 routes per tile). On an H100
+// against the cp.async loads (`benchmarks/results/knob_ab_tma_h100.log`, forward, best of two
+// rounds; benchmarks/NOTES.md, variant 50): W8A16 Mixtral-8x7B M = 1024 / 4096 0.95x / 0.96x the
+// time, W8A8 M = 16384 0.95x, Qwen3-30B-A3B W8A8 M = 4096 / 16384 0.97x / 0.96x, the rest within
+// 1.5% either way. But not W8A16's 64-route tiles where GEMM1 reads token rows (I below the
+// gather's kWgmmaGatherMinIW8A16): there the chunk-at-a-time loop with TMA took 1.045x / 1.014x
+// the time at Qwen3-30B-A3B M = 512 / 1024 and 1.006x / 1.022x on Qwen1.5-MoE
+// (`benchmarks/results/knob_ab_tma64_h100.log`; benchmarks/NOTES.md, variant 55).
+// INT8_MOE_WGMMA_TMA = 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_tma(int BN, int64_t I, bool int8_act) {
+  const int forced = choice_knob("INT8_MOE_WGMMA_TMA", {0, 1});
+  if (forced >= 0) return forced == 1;
+  return int8_act || BN != 64 || I >= kWgmmaGatherMinIW8A16;
 }
 
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
@@ -586,7 +590,7 @@ void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, 
     C10_CUDA_CHECK(err);
   } else if (path == GemmPath::kWgmma) {
     const cudaError_t err =
-        launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream, false, tma, g.E);
+        launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream, false, tma);
     C10_CUDA_CHECK(err);
   } else {
     launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
@@ -614,10 +618,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kTiled) BM = tiled_block_n(per_expert);
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
-  const int wg = wgmma_cta_warpgroups(BM, per_expert, p.per_token);
+  const int wg = wgmma_cta_warpgroups(BM, per_expert, p.I, p.per_token);
   // The wgmma kernels fed by TMA, and GEMM1's rows gathered per sorted position for them.
-  const bool tma = path == GemmPath::kWgmma && wgmma_tma();
-  const bool gather = tma && wgmma_gather(p.I, p.per_token);
+  const bool tma = path == GemmPath::kWgmma && wgmma_tma(BM, p.I, p.per_token);
+  // (the gather knob read on every wgmma call, so a bad value errs where TMA is off too)
+  const bool gather = path == GemmPath::kWgmma && wgmma_gather(p.I, p.per_token) && tma;
   // The decode chain launches every kernel, align included, with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const bool parallel_align = align_parallel(n_routes, p.E);  // (its knob checked on every call)
@@ -691,10 +696,10 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
           gathered = gather_gemm1_rows(g1, r, BM, p.H * static_cast<int64_t>(sizeof(T)), x,
                                        stream);
         const cudaError_t e1 =
-            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma, p.E);
+            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma);
         C10_CUDA_CHECK(e1);
         const cudaError_t e2 =
-            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe, tma, p.E);
+            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe, tma);
         C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)
@@ -713,19 +718,22 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     quantize_act_rows<T>(x.const_data_ptr(), p.M, p.H,
                          p.weight_on_input ? topk_weights.const_data_ptr<float>() : nullptr,
                          nullptr, xq, xs, chain.pdl, looped, stream);
-    at::Tensor inter = at::empty({capacity, p.I}, f32);
+    // The intermediate in the activation dtype (every W8A8 GEMM1 rounds it to T), quantized
+    // per token before GEMM2: an fp32 one was twice the bytes written and read back
+    // (benchmarks/NOTES.md, variant 55).
+    at::Tensor inter = at::empty({capacity, p.I}, x.options());
     at::Tensor iq = at::empty({capacity, p.I}, x.options().dtype(at::kChar));
     at::Tensor is = at::empty({capacity}, f32);
     g1.a = xq.const_data_ptr();
     g1.a_scale = xs.const_data_ptr<float>();
     g1.weight_on_a = false;
-    g1.out = inter.mutable_data_ptr<float>();
+    g1.out = inter.mutable_data_ptr();
     std::pair<at::Tensor, at::Tensor> gathered;
     if (gather) gathered = gather_gemm1_rows(g1, r, BM, p.H, x, stream);
     gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, tma, ceil_div(p.I, 32), chain, stream);
-    quantize_act_rows<float>(inter.const_data_ptr(), capacity, p.I, nullptr,
-                             r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl,
-                             looped, stream);
+    quantize_act_rows<T>(inter.const_data_ptr(), capacity, p.I, nullptr,
+                         r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl, looped,
+                         stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
     gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, tma, ceil_div(p.H, kSimtRows), chain,

@@ -52,9 +52,9 @@ __global__ void __launch_bounds__(256)
 // The same quantization with the row held in registers: one block of blockDim.x threads (a
 // multiple of 32, at most 1024) per row, thread t holding the row's 16-byte packs t,
 // t + blockDim.x, ... (at most VPT of them), all loaded before the first is used, so a row costs
-// one memory round trip (the looped form reads a Mixtral-8x7B intermediate row, 14336 fp32
-// values, as 56 scalar loads per thread in a loop, then again to quantize it: on the W8A8
-// decode chain's critical path). Needs K a multiple of 16 / sizeof(T) and 16-byte aligned
+// one memory round trip (the looped form reads a Mixtral-8x7B intermediate row, 14336 values,
+// as 56 scalar loads per thread in a loop, then again to quantize it: on the W8A8 decode
+// chain's critical path). Needs K a multiple of 16 / sizeof(T) and 16-byte aligned
 // rows. Same arithmetic as the looped form (the max is order-free): bitwise the same result.
 template <typename T, int VPT>
 __global__ void __launch_bounds__(1024)

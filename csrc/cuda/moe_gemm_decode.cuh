@@ -115,10 +115,11 @@ __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
 }
 
 // One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
-// route's sorted position p, intermediate column j (fp32 for W8A8, quantized per token next);
-// else the two output rows of the route times its router weight, rounded to T (the per-route
-// rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset: elements to the
-// rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
+// route's sorted position p, intermediate column j, rounded to T in both modes (W8A8 quantizes
+// it per token next: half the bytes of an fp32 round trip, as vLLM's; benchmarks/NOTES.md,
+// variant 55); else the two output rows of the route times its router weight, rounded to T
+// (the per-route rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset:
+// elements to the rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
 // (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
 // applied here.
 template <typename T, bool INT8, bool GATED>
@@ -133,10 +134,7 @@ __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, 
   if constexpr (GATED) {
     if (row[0] < 0) return;
     const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
-    if constexpr (INT8)
-      static_cast<float*>(g.out)[p * (g.N / 2) + j] = a;
-    else
-      static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
+    static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
   } else {
     const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
     T* out = static_cast<T*>(g.out) + out_offset + static_cast<int64_t>(route) * g.N;

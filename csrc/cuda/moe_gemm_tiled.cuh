@@ -13,14 +13,15 @@
 // padded by 16 bytes so the quad reads hit distinct banks. GEMM1 (GATED): MMA rows 0..7 of each
 // 16-row tile are gate rows and 8..15 the matching up rows, so act() is applied in registers
 // and the tile writes act(g, u) for 64 intermediate columns. GEMM2: 128 output rows, written as
-// (acc * scale + bias) * router weight into each route's fp32 row. No split-K: deterministic.
+// (acc * scale + bias) * router weight into each route's row. No split-K: deterministic.
 // Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned x / weights (tensor_core_supported).
 //
 // W8A8 (AT = int8_t): the A operand is the per-token int8 activation (a_scale per A row) and the
 // MMA is mma.m16n8k32.s8 with int32 accumulation: no widening. Thread q's 16 bytes of a 64-wide
 // chunk feed both k32 steps (step s: bytes 8s .. 8s+3 -> logical k 4q..4q+3, bytes 8s+4 .. 8s+7
 // -> logical k 16+4q..), so a token's 64 int8 are read as one 16-byte load. The epilogue is
-// float(acc) * a_scale * w_scale; GEMM1 writes the fp32 intermediate (quantized per token next).
+// float(acc) * a_scale * w_scale; GEMM1 writes the intermediate in the activation dtype
+// (quantized per token next).
 #pragma once
 
 #include <cuda_runtime.h>

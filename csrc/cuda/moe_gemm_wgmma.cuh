@@ -36,8 +36,8 @@
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
 // 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: acc (* a_scale) *
 // w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does and
-// writes the intermediate (fp32 for W8A8, to be quantized per token; the activation dtype for
-// W8A16); GEMM2 writes each route's fp32 row times its router weight. No split-K: deterministic.
+// writes the intermediate in the activation dtype (W8A8 quantizes it per token next); GEMM2
+// writes each route's row times its router weight. No split-K: deterministic.
 // Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned operands.
 #pragma once
 
@@ -511,15 +511,25 @@ inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_
 // many as the chunk-at-a-time loop gets there (variant 47).
 constexpr bool wgmma_pipeline_exists(int BN) { return BN == 128; }
 
-// Warpgroups per CTA (2: 128 weight rows; 4: 256, built for W8A8 at BN = 128 only). 4 from
-// kWgmmaWideMinPerExpert routes per expert: Mixtral-8x7B W8A8 at 4096 per expert 18.7 vs 21.0 ms,
-// at 1024 per expert 4.79 vs 4.65; W8A16 gained nowhere it runs (benchmarks/NOTES.md, variant 17).
+// Warpgroups per CTA (2: 128 weight rows; 4: 256). W8A8 at BN = 128 takes 4 from
+// kWgmmaWideMinPerExpert routes per expert (Mixtral-8x7B at 4096 per expert 18.7 vs 21.0 ms on
+// the cp.async feed; benchmarks/NOTES.md, variant 17), and wherever routes per expert x I (GEMM2's
+// K; GEMM1's weight tiles per route block grow with it too) reach kWgmmaWideMinRoutesTimesI: on
+// the TMA feed (`benchmarks/results/knob_ab_wg_rule_h100.log`, 4 / 2 warpgroups) Mixtral's I =
+// 14336 took 0.968x / 0.936x / 0.929x the time at 512 / 1024 / 1536 per expert (and 1.05x at
+// 256, `knob_ab_wg_h100.log`), TP 2's 7168 1.009x / 0.985x / 0.996x, TP 4's 3584 1.019x / 1.004x /
+// 1.002x (variant 56). The other SPEC shapes (I <= 3584) reach the product only past 2048.
+// W8A16's pipelined loop with 4 took 1.02-1.08x the time in 12 of 17 rows on the TMA feed too
+// (variant 57): W8A16 keeps 2.
 constexpr int64_t kWgmmaWideMinPerExpert = 2048;
+constexpr int64_t kWgmmaWideMinRoutesTimesI = 512 * 14336;  // = 1024 x 7168
 // Where the 4-warpgroup kernel is built: the one definition the rule, the knob and the launcher
 // share.
 constexpr bool wgmma_wide_exists(int BN, bool int8_act) { return int8_act && BN == 128; }
-inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
-  return wgmma_wide_exists(BN, int8_act) && per_expert >= kWgmmaWideMinPerExpert ? 4 : 2;
+inline int wgmma_warpgroups(int BN, int64_t per_expert, int64_t I, bool int8_act) {
+  const bool wide =
+      per_expert >= kWgmmaWideMinPerExpert || per_expert * I >= kWgmmaWideMinRoutesTimesI;
+  return wgmma_wide_exists(BN, int8_act) && wide ? 4 : 2;
 }
 
 // The weight tensor map of a wgmma GEMM: a box of the CTA's 64 WG weight rows x one chunk
@@ -530,20 +540,20 @@ inline int wgmma_warpgroups(int BN, int64_t per_expert, bool int8_act) {
 // 2j and 2j + 1 for swigluoai's interleaved layout). Rows past N (groups past I / 8) and K are
 // zero-filled, as the cp.async loads zero-fill them.
 template <typename AT, int WG, bool GATED>
-bool wgmma_weight_map(CUtensorMap* map, const MoeGemmArgs& g, int64_t E) {
+bool wgmma_weight_map(CUtensorMap* map, const MoeGemmArgs& g) {
   constexpr int ROWS = 64 * WG;
   const uint64_t K = g.K, N = g.N, row = K;  // bytes per weight row
   const uint32_t chunk = sizeof(AT) == 1 ? kWgmmaBK : kWgmmaBK / 2;
   if constexpr (GATED) {
     const bool oai = g.act == Activation::kSwigluOai;
     const uint64_t inter = N / 2;
-    const uint64_t dims[5] = {K, 8, 2, inter / 8, static_cast<uint64_t>(E)};
+    const uint64_t dims[5] = {K, 8, 2, inter / 8, static_cast<uint64_t>(g.E)};
     const uint64_t strides[4] = {oai ? 2 * row : row, oai ? row : inter * row,
                                  oai ? 16 * row : 8 * row, N * row};
     const uint32_t box[5] = {chunk, 8, 2, ROWS / 16, 1};
     return encode_tensor_map(map, g.w, 1, 5, dims, strides, box, static_cast<int>(chunk));
   } else {
-    const uint64_t dims[3] = {K, N, static_cast<uint64_t>(E)};
+    const uint64_t dims[3] = {K, N, static_cast<uint64_t>(g.E)};
     const uint64_t strides[2] = {row, N * row};
     const uint32_t box[3] = {chunk, ROWS, 1};
     return encode_tensor_map(map, g.w, 1, 3, dims, strides, box, static_cast<int>(chunk));
@@ -565,14 +575,14 @@ cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaS
                                  max_blocks, 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
                                  BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG);
 }
-// The TMA-fed kernel where its tensor maps encode (E: experts of g.w), else the cp.async one;
+// The TMA-fed kernel where its tensor maps encode (g.E: experts of g.w), else the cp.async one;
 // the activation tile by TMA too where the activation rows are the sorted positions.
 template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
-cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks, int64_t E,
+cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
                                   cudaStream_t stream) {
   alignas(64) CUtensorMap wmap{}, amap{};
   const bool by_position = !GATED || !g.a_rows_are_tokens;  // (GEMM2's rows always are)
-  const bool ok = wgmma_weight_map<AT, WG, GATED>(&wmap, g, E) &&
+  const bool ok = wgmma_weight_map<AT, WG, GATED>(&wmap, g) &&
                   (!by_position || wgmma_activation_map<AT, BN>(&amap, g, max_blocks * BN));
   if (!ok) return launch_wgmma_gemm_bn<T, AT, BN, GATED, WG, PIPELINED>(g, max_blocks, stream);
   auto launch = [&](auto* kernel) {
@@ -590,22 +600,22 @@ cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks, int6
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
 // the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
-// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
-// as the default rules reach them: W8A16's pipelined loop at 128), with E the experts of g.w.
+// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64
+// and 128 routes per tile as the default rules reach them: W8A16's pipelined loop at 128), with
+// g.E the experts of g.w.
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                              cudaStream_t stream, bool pipelined = false, bool tma = false,
-                              int64_t E = 0) {
+                              cudaStream_t stream, bool pipelined = false, bool tma = false) {
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   if (tma && BN == 64)  // (the unpipelined loop: 2 warpgroups)
-    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2>(g, max_blocks, E, stream);
+    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2>(g, max_blocks, stream);
   if constexpr (INT8) {
     if (tma && BN == 128)
-      return wg == 4 ? launch_wgmma_gemm_tma<T, AT, 128, GATED, 4>(g, max_blocks, E, stream)
-                     : launch_wgmma_gemm_tma<T, AT, 128, GATED, 2>(g, max_blocks, E, stream);
+      return wg == 4 ? launch_wgmma_gemm_tma<T, AT, 128, GATED, 4>(g, max_blocks, stream)
+                     : launch_wgmma_gemm_tma<T, AT, 128, GATED, 2>(g, max_blocks, stream);
   } else {
     if (tma && BN == 128 && pipelined)
-      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true>(g, max_blocks, E, stream);
+      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
   }
   if constexpr (INT8) {  // instantiated where wgmma_wide_exists only
     if (wg == 4 && wgmma_wide_exists(BN, true))

@@ -17,9 +17,9 @@ LAYER_ACT_QUANT_MODES = (*ops.ACT_QUANT_MODES, "auto")
 
 # Smallest M for which "auto" runs W8A8, per device type.
 #   cuda: 64. On the H100 (benchmarks/results/bench_moe_h100.log, 2026-11-28) W8A8 takes
-#         0.92x W8A16's time at M = 64 on Mixtral and 1.00x on Qwen3-30B-A3B, 0.61-0.86x from
+#         0.92x W8A16's time at M = 64 on Mixtral and 1.00x on Qwen3-30B-A3B, 0.58-0.84x from
 #         1024 to 16384 tokens; at M <= 16 both stream the same weight bytes and W8A8 takes
-#         1.00-1.13x W8A16's time, with its larger error.
+#         1.00-1.10x W8A16's time, with its larger error.
 #   cpu:  None. On the 2-core development CPU W8A8 is faster only at M = 1 (1.8x) and 0.48-0.93x
 #         W8A16 from M = 8 to 2048 (benchmarks/results/bench_moe_cpu.log).
 AUTO_PER_TOKEN_MIN_TOKENS: dict[str, int | None] = {"cuda": 64, "cpu": None}

@@ -135,7 +135,8 @@ def fused_moe_dense(
     """MoE forward over dense (already dequantized, or original bf16) weights, expert by expert.
 
     w13 [E, 2I, H], w2 [E, H, I] floating. With act_quant="per_token" the activations entering
-    each GEMM are quantized per token (values q*scale); the weights are used as given. Returns
+    each GEMM are quantized per token (values q*scale), the intermediate after its rounding to
+    x's dtype (where the kernels hold it, as vLLM's); the weights are used as given. Returns
     float `compute_dtype` [M, H].
     """
     M, H = x.shape
@@ -160,7 +161,8 @@ def fused_moe_dense(
             h = h + w13_bias[e].to(cd)
         a = gated_activation(h, activation, swiglu_alpha, swiglu_limit)
         if act_quant == "per_token":
-            q, s = quantize_activation_per_token(a)
+            # W8A8 holds the intermediate in the activation dtype before quantizing it.
+            q, s = quantize_activation_per_token(a.to(x.dtype))
             y = (q.to(cd) @ w2[e].to(cd).T) * s.to(cd)
         else:
             y = a @ w2[e].to(cd).T
