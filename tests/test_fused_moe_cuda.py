@@ -646,7 +646,8 @@ def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_inp
 
 # The default TMA rule: W8A16's 64-route tiles load by cp.async where GEMM1 reads token rows (I
 # below the gather's 3072), by TMA from there (gathered rows) and at 128-route tiles; W8A8 by TMA
-# at every tile width. 96 tokens x 2 over 4 experts: 48 routes per expert, 64-route tiles.
+# at every tile width. 96 tokens x 2 over 4 experts: 48 routes per expert, 64-route tiles (600:
+# 300 per expert, 128-route tiles).
 @pytest.mark.parametrize("M,I,act_quant,tma", [
     (96, 3056, "none", False), (96, 3072, "none", True), (600, 176, "none", True),
     (96, 176, "per_token", True)])

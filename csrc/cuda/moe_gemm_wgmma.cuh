@@ -600,9 +600,8 @@ cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
 
 // AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
 // the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
-// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64
-// and 128 routes per tile as the default rules reach them: W8A16's pipelined loop at 128), with
-// g.E the experts of g.w.
+// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
+// as the default rules reach them: W8A16's pipelined loop at 128), with g.E the experts of g.w.
 template <typename T, typename AT, bool GATED>
 cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
                               cudaStream_t stream, bool pipelined = false, bool tma = false) {
