@@ -97,6 +97,29 @@ def test_unsplit_decode_kernels_carry_no_split_code(tmp_path):
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+@pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
+                    reason="this build already compiled the CUDA kernels")
+def test_decode_kernels_do_not_spill(tmp_path):
+    """Every decode-kernel instance (tests/cuda_compile/decode_instances.cu) fits its register
+    bound (__launch_bounds__: 8 CTAs per SM at 8 routes per block, 64 registers) without spills
+    or a stack frame: a GEMM2 quantizing its activation rows on load spilled its loop there
+    (benchmarks/NOTES.md, variant 58), and the loop's bounds were set without such a check
+    (variants 13 and 33)."""
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
+           f"{ROOT}/tests/cuda_compile/decode_instances.cu", "-o", str(tmp_path / "d.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    props = re.findall(r"Function properties for (\w+)\n\s*(\d+) bytes stack frame, (\d+) bytes "
+                       r"spill stores, (\d+) bytes spill loads", r.stderr)
+    decode = [p for p in props if "moe_gemm_decode_kernel" in p[0]]
+    # 2 dtypes x 2 modes x (GEMM1: 6 instances, GEMM2: 12, 5 of them split over K)
+    assert len(decode) >= 72, props
+    bad = [p for p in decode if p[1:] != ("0", "0", "0")]
+    assert not bad, bad
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 def test_tile_order_map_is_a_bijection(tmp_path):
     """The grouped CTA order of the tiled and wgmma GEMMs (csrc/cuda/tile_order.cuh), run on the
     host: every (route block, weight tile) pair exactly once for 1-40 blocks x 1-9 tiles x every

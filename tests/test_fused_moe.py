@@ -171,14 +171,17 @@ def test_deterministic(device, act_quant):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # CUDA: CUDA cores, int8 MMA
-def test_w8a8_int32_accumulation_is_exact(device, dtype):
+def test_w8a8_int32_accumulation_is_exact(monkeypatch, device, dtype):
     """W8A8 GEMM2 sums reach ~2.6e7 > 2^24, where fp32 accumulation would round: the output
     must equal fp32(exact integer sum) * a_scale bit for bit.
 
     Inputs are built so every step before GEMM2 is exact or a single IEEE operation: integer x
     with amax 127 (activation scale 1), integer weights, a power-of-two w13 scale, gates so
     large that silu(g) == g, and the intermediate's one rounding to the activation dtype.
+    (CUDA: GEMM2 in one K slice; a split one rounds each slice's partial row, which
+    test_fused_moe_cuda.py's family test checks.)
     """
+    monkeypatch.setenv("INT8_MOE_DECODE_SPLITK", "1")
     H, I = 256, 2048
     g = torch.Generator().manual_seed(0)
     x = torch.randint(100, 128, (1, H), generator=g).float()

@@ -309,14 +309,18 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
             ops.fused_moe(*case.args(), act_quant="per_token")
 
 
-@pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
+@pytest.mark.parametrize("path", ["decode", "tiled", "wgmma", "decode:split"])
 def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
     """40 tokens on one expert, built so every step before GEMM2 is exact (see
     test_fused_moe.py::test_w8a8_int32_accumulation_is_exact): GEMM2 sums reach > 2^24 and the
-    output must equal fp32(exact integer sum) * a_scale bit for bit, row by row."""
+    output must equal fp32(exact integer sum) * a_scale bit for bit, row by row. decode:split:
+    GEMM2 in 2 K slices (k 0-1023 and 1024-2047), each slice's exact sum scaled and rounded to
+    the activation dtype, the two added in fp32 by the top-k sum and rounded again."""
+    path, _, variant = path.partition(":")
     if path == "wgmma" and not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", path)
+    monkeypatch.setenv("INT8_MOE_DECODE_SPLITK", "2" if variant == "split" else "1")
     M, H, I = 40, 256, 2048
     g = torch.Generator().manual_seed(1)
     x = torch.randint(100, 128, (M, H), generator=g).float()
@@ -335,7 +339,14 @@ def test_w8a8_int32_accumulation_is_exact_on_every_family(monkeypatch, path):
     aq, a_scale = ref.quantize_activation_per_token((h[:, :I] * h[:, I:]).bfloat16())
     acc2 = aq.long() @ w2[0].long().T
     assert acc2.min() > 2**24
-    assert torch.equal(out, (acc2.float() * a_scale).bfloat16())
+    if variant == "split":
+        halves = [(aq[:, k0:k0 + I // 2].long() @ w2[0][:, k0:k0 + I // 2].long().T).float()
+                  * a_scale for k0 in (0, I // 2)]
+        partial = [h.bfloat16().float() for h in halves]
+        assert not torch.equal(out, (acc2.float() * a_scale).bfloat16())  # it can tell
+        assert torch.equal(out, (partial[0] + partial[1]).bfloat16())
+    else:
+        assert torch.equal(out, (acc2.float() * a_scale).bfloat16())
 
 
 @pytest.mark.parametrize("path", ["decode", "tiled", "wgmma"])
@@ -645,22 +656,27 @@ def test_wgmma_gather_rule(monkeypatch, I, gathered, act_quant, k, weight_on_inp
 
 
 # The default TMA rule: W8A16's 64-route tiles load by cp.async where GEMM1 reads token rows (I
-# below the gather's 3072), by TMA from there (gathered rows) and at 128-route tiles; W8A8 by TMA
-# at every tile width. 96 tokens x 2 over 4 experts: 48 routes per expert, 64-route tiles (600:
-# 300 per expert, 128-route tiles).
-@pytest.mark.parametrize("M,I,act_quant,tma", [
-    (96, 3056, "none", False), (96, 3072, "none", True), (600, 176, "none", True),
-    (96, 176, "per_token", True)])
-def test_wgmma_tma_rule(monkeypatch, M, I, act_quant, tma):
+# below the gather's 3072, or the gather forced off), by TMA where it gathers (from I = 3072, or
+# the gather forced on: it needs TMA) and at 128-route tiles; W8A8 by TMA at every tile width.
+# 96 tokens x 2 over 4 experts: 48 routes per expert, 64-route tiles (600: 300 per expert,
+# 128-route tiles).
+@pytest.mark.parametrize("M,I,act_quant,gather,tma", [
+    (96, 3056, "none", "auto", False), (96, 3072, "none", "auto", True),
+    (96, 176, "none", "1", True), (96, 3072, "none", "0", False),
+    (600, 176, "none", "auto", True), (96, 176, "per_token", "auto", True)])
+def test_wgmma_tma_rule(monkeypatch, M, I, act_quant, gather, tma):
     if not wgmma_expected():
         pytest.skip("wgmma needs a compute capability 9.0 GPU")
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
     monkeypatch.setenv("INT8_MOE_WGMMA_TMA", "auto")
+    monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
     case = make_case(M, 64, I, 4, 2, device="cuda", seed=M + I)
     check(case, act_quant=act_quant)
     names = kernel_names(case, act_quant=act_quant)
     assert any("moe_gemm_wgmma_tma_kernel" in n for n in names) == tma, names
     assert any("moe_gemm_wgmma_kernel" in n for n in names) == (not tma), names
+    if gather != "auto":
+        assert any("gather_row_bytes_kernel" in n for n in names) == (gather == "1"), names
 
 
 # The default warpgroup rule of W8A8's 128-route tiles: 4 per CTA from 2048 routes per expert,
@@ -738,11 +754,11 @@ def test_decode_split_over_k(monkeypatch, M, act_quant, dtype):
                                          activation="swigluoai"), first)
 
 
-# The automatic split: W8A16 GEMM2 rows of 2048 bytes or more with few busy CTAs (one token, 2
-# experts) take 2 K slices, bitwise what INT8_MOE_DECODE_SPLITK=2 gives; shorter rows and W8A8
-# take one.
-@pytest.mark.parametrize("act_quant, inter, splits", [("none", 2048, "2"), ("none", 1792, "1"),
-                                                      ("per_token", 8192, "1")])
+# The automatic split: GEMM2 rows of 2048 bytes or more with few busy CTAs (one token, 2
+# experts) take 2 K slices in both modes, bitwise what INT8_MOE_DECODE_SPLITK=2 gives (the
+# slices' partial rows round apart, so the output tells the count); shorter rows take one.
+@pytest.mark.parametrize("act_quant, inter, splits", [
+    ("none", 2048, "2"), ("none", 1792, "1"), ("per_token", 2048, "2"), ("per_token", 1792, "1")])
 def test_decode_split_rule_on_long_rows(monkeypatch, act_quant, inter, splits):
     case = make_case(1, 128, inter, 2, 2, device="cuda", bias=True, seed=71)
     outs = []

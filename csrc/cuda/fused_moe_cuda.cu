@@ -301,16 +301,17 @@ bool wgmma_gather(int64_t I, bool int8_act) {
 // against the cp.async loads (`benchmarks/results/knob_ab_tma_h100.log`, forward, best of two
 // rounds; benchmarks/NOTES.md, variant 50): W8A16 Mixtral-8x7B M = 1024 / 4096 0.95x / 0.96x the
 // time, W8A8 M = 16384 0.95x, Qwen3-30B-A3B W8A8 M = 4096 / 16384 0.97x / 0.96x, the rest within
-// 1.5% either way. But not W8A16's 64-route tiles where GEMM1 reads token rows (I below the
-// gather's kWgmmaGatherMinIW8A16): there the chunk-at-a-time loop with TMA took 1.055x / 1.045x
+// 1.5% either way. But not W8A16's 64-route tiles where GEMM1 reads token rows (not gathered:
+// `gathered` is whether GEMM1 would take gathered rows, wgmma_gather, which needs TMA): there the
+// chunk-at-a-time loop with TMA took 1.055x / 1.045x
 // the time at Qwen3-30B-A3B M = 256 / 512, 1.064x / 1.049x on Qwen3-235B-A22B, 0.99-1.03x on
 // DeepSeek-V2-Lite, OLMoE, Qwen1.5-MoE and gpt-oss-20b
 // (`benchmarks/results/knob_ab_tma64_rule_h100.log`; benchmarks/NOTES.md, variant 56).
 // INT8_MOE_WGMMA_TMA = 0 | 1 forces it off or on, for tuning and tests.
-bool wgmma_tma(int BN, int64_t I, bool int8_act) {
+bool wgmma_tma(int BN, bool gathered, bool int8_act) {
   const int forced = choice_knob("INT8_MOE_WGMMA_TMA", {0, 1});
   if (forced >= 0) return forced == 1;
-  return int8_act || BN != 64 || I >= kWgmmaGatherMinIW8A16;
+  return int8_act || BN != 64 || gathered;
 }
 
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
@@ -449,16 +450,16 @@ int decode_mt(int BM, bool int8_act, const DecodeChain& chain) {
 constexpr int64_t kDecodeSplitMinK = 2048;
 
 // K slices of the decode GEMM2 (GEMM1 is never split: act() needs whole sums), each written as
-// partial per-route rows that the top-k sum adds in a fixed order: 2 for W8A16 on rows of at least
+// partial per-route rows that the top-k sum adds in a fixed order: 2 on rows of at least
 // kDecodeSplitMinK bytes when few CTAs hold routes (kDecodeFewBusyPerSm: Mixtral at M = 1), so that
 // twice as many CTAs, each with half of every row, stream the weights; else 1. At M = 1, 2 slices
 // against 1: Mixtral-8x7B I = 14336 / 7168 / 3584 0.92x / 0.92x / 0.89x the time, I = 1792 even,
-// Qwen1.5-MoE I = 1408 0.96x, 704 and less 1.05-1.10x; W8A8 on Mixtral even (0.151 vs 0.152 ms); 4
-// slices slower than 2 (benchmarks/NOTES.md, variant 26).
+// Qwen1.5-MoE I = 1408 0.96x, 704 and less 1.05-1.10x; 4 slices slower than 2 (W8A16;
+// benchmarks/NOTES.md, variant 26). W8A8 measured even on Mixtral then (0.151 vs 0.152 ms) and
+// stayed unsplit until session 33 timed 0.92x at Mixtral M = 1 on an H200 (variant 59).
 int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_act,
                   const DecodeChain& chain) {
   if (chain.split_knob != 0) return chain.split_knob;
-  if (int8_act) return 1;
   const int mt = decode_mt(BM, int8_act, chain);
   const double busy_per_sm =
       static_cast<double>(decode_busy_ctas(g2, false, max_blocks, mt, chain)) / chain.sms;
@@ -620,10 +621,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   if (path == GemmPath::kGroupedMm) BM = 64;
   if (path == GemmPath::kWgmma) BM = wgmma_block_routes(per_expert, p);
   const int wg = wgmma_cta_warpgroups(BM, per_expert, p.I, p.per_token);
-  // The wgmma kernels fed by TMA, and GEMM1's rows gathered per sorted position for them.
-  const bool tma = path == GemmPath::kWgmma && wgmma_tma(BM, p.I, p.per_token);
-  // (the gather knob read on every wgmma call, so a bad value errs where TMA is off too)
-  const bool gather = path == GemmPath::kWgmma && wgmma_gather(p.I, p.per_token) && tma;
+  // GEMM1's rows gathered per sorted position (which needs TMA), and the wgmma kernels fed by
+  // TMA: by default wherever GEMM1 gathers, so INT8_MOE_WGMMA_GATHER=1 alone turns both on.
+  const bool gather_wanted = path == GemmPath::kWgmma && wgmma_gather(p.I, p.per_token);
+  const bool tma = path == GemmPath::kWgmma && wgmma_tma(BM, gather_wanted, p.per_token);
+  const bool gather = gather_wanted && tma;
   // The decode chain launches every kernel, align included, with PDL where it can (pdl.cuh).
   const DecodeChain chain = decode_chain(path == GemmPath::kDecode, x.get_device(), p);
   const bool parallel_align = align_parallel(n_routes, p.E);  // (its knob checked on every call)
@@ -721,7 +723,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
                          nullptr, xq, xs, chain.pdl, looped, stream);
     // The intermediate in the activation dtype (every W8A8 GEMM1 rounds it to T), quantized
     // per token before GEMM2: an fp32 one was twice the bytes written and read back
-    // (benchmarks/NOTES.md, variant 55).
+    // (benchmarks/NOTES.md, variant 55). (GEMM2 quantizing it on load instead, with each row's
+    // max from GEMM1, measured slower: variant 58.)
     at::Tensor inter = at::empty({capacity, p.I}, x.options());
     at::Tensor iq = at::empty({capacity, p.I}, x.options().dtype(at::kChar));
     at::Tensor is = at::empty({capacity}, f32);
@@ -740,11 +743,11 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, tma, ceil_div(p.H, kSimtRows), chain,
                         stream, splits);
   } else {
-    at::Tensor inter = at::empty({capacity, p.I}, f32);
-    g1.out = inter.mutable_data_ptr<float>();
+    at::Tensor inter = at::empty({capacity, p.I}, x.options());
+    g1.out = inter.mutable_data_ptr();
     g2.a = inter.const_data_ptr();
     launch_simt<T, T, true, false>(g1, r.max_blocks, ceil_div(p.I, 32), stream);
-    launch_simt<float, T, false, false>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
+    launch_simt<T, T, false, false>(g2, r.max_blocks, ceil_div(p.H, kSimtRows), stream);
   }
 
   // The top-k sum, 8 outputs per thread where rows and out allow 8-element (16 or 32 byte) loads

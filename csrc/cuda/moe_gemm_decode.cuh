@@ -24,7 +24,8 @@
 //
 // W8A8 (AT = int8_t): int8 activation rows (a_scale per row), mma.m16n8k32.s8 with int32
 // accumulation and no widening; a token's 16 bytes of a chunk feed both k32 steps (step s:
-// bytes 8s .. 8s+3 and 8s+4 .. 8s+7, the same permutation for A and B). GEMM1 writes fp32.
+// bytes 8s .. 8s+3 and 8s+4 .. 8s+7, the same permutation for A and B). GEMM1 writes the
+// intermediate in the activation dtype, which a pass quantizes per token before GEMM2.
 #pragma once
 
 #include <cuda_bf16.h>

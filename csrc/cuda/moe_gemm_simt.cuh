@@ -5,7 +5,7 @@
 //
 // A CTA computes a tile of BM sorted routes (one expert) x 64 weight rows. GEMM1 (GATED) pairs
 // 32 gate rows with the 32 matching up rows and writes act(g, u) for 32 intermediate columns
-// (W8A8: in the activation dtype, to be quantized per token; W8A16: fp32);
+// in the activation dtype (W8A8: to be quantized per token);
 // GEMM2 writes (acc * scale + bias) * router weight into the route's own output row.
 #pragma once
 
@@ -166,10 +166,8 @@ __global__ void __launch_bounds__(kSimtThreads) moe_gemm_simt_kernel(MoeGemmArgs
       const int r = i / 32, j = i % 32;
       if (n0 + j >= inter || g.sorted_routes[pos0 + r] < 0) continue;
       const float v = gated_activation(g.act, Cs[r][j], Cs[r][32 + j], g.alpha, g.limit);
-      // W8A8: the intermediate in the activation dtype, as every W8A8 path writes it; W8A16
-      // keeps fp32 here (GEMM2 reads it as float).
-      using InterT = std::conditional_t<INT8, BiasT, float>;
-      static_cast<InterT*>(g.out)[(pos0 + r) * inter + n0 + j] = Elem<InterT>::from_float(v);
+      // The intermediate in the activation dtype, as every path writes it (vLLM's too).
+      static_cast<BiasT*>(g.out)[(pos0 + r) * inter + n0 + j] = Elem<BiasT>::from_float(v);
     }
   } else {
     for (int i = tid; i < kSimtBM * kSimtRows; i += kSimtThreads) {
