@@ -301,11 +301,10 @@ bool wgmma_gather(int64_t I, bool int8_act) {
 // against the cp.async loads (`benchmarks/results/knob_ab_tma_h100.log`, forward, best of two
 // rounds; benchmarks/NOTES.md, variant 50): W8A16 Mixtral-8x7B M = 1024 / 4096 0.95x / 0.96x the
 // time, W8A8 M = 16384 0.95x, Qwen3-30B-A3B W8A8 M = 4096 / 16384 0.97x / 0.96x, the rest within
-// 1.5% either way. But not W8A16's 64-route tiles where GEMM1 reads token rows (not gathered:
-// `gathered` is whether GEMM1 would take gathered rows, wgmma_gather, which needs TMA): there the
-// chunk-at-a-time loop with TMA took 1.055x / 1.045x
-// the time at Qwen3-30B-A3B M = 256 / 512, 1.064x / 1.049x on Qwen3-235B-A22B, 0.99-1.03x on
-// DeepSeek-V2-Lite, OLMoE, Qwen1.5-MoE and gpt-oss-20b
+// 1.5% either way. But not W8A16's 64-route tiles where GEMM1 reads token rows (`gathered`:
+// whether GEMM1 takes gathered rows, wgmma_gather, which needs TMA): there the chunk-at-a-time
+// loop with TMA took 1.055x / 1.045x the time at Qwen3-30B-A3B M = 256 / 512, 1.064x / 1.049x on
+// Qwen3-235B-A22B, 0.99-1.03x on DeepSeek-V2-Lite, OLMoE, Qwen1.5-MoE and gpt-oss-20b
 // (`benchmarks/results/knob_ab_tma64_rule_h100.log`; benchmarks/NOTES.md, variant 56).
 // INT8_MOE_WGMMA_TMA = 0 | 1 forces it off or on, for tuning and tests.
 bool wgmma_tma(int BN, bool gathered, bool int8_act) {
