@@ -32,6 +32,17 @@ def ptx_kernels(tmp_path, source: str) -> dict[str, str]:
     return {e.split("(")[0]: e for e in entries}
 
 
+def ptxas_report(tmp_path, source: str) -> str:
+    """tests/cuda_compile/<source> compiled for sm_90a at -O3 with ptxas -v: its report
+    (registers, spills and warnings per kernel, on stderr)."""
+    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
+           "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
+           f"{ROOT}/tests/cuda_compile/{source}", "-o", str(tmp_path / (source + ".o"))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return r.stderr
+
+
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 @pytest.mark.skipif(has_kernel("fused_moe", "cuda"),
                     reason="this build already compiled the CUDA kernels")
@@ -105,13 +116,9 @@ def test_decode_kernels_do_not_spill(tmp_path):
     or a stack frame: a GEMM2 quantizing its activation rows on load spilled its loop there
     (benchmarks/NOTES.md, variant 58), and the loop's bounds were set without such a check
     (variants 13 and 33)."""
-    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
-           "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
-           f"{ROOT}/tests/cuda_compile/decode_instances.cu", "-o", str(tmp_path / "d.o")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
+    report = ptxas_report(tmp_path, "decode_instances.cu")
     props = re.findall(r"Function properties for (\w+)\n\s*(\d+) bytes stack frame, (\d+) bytes "
-                       r"spill stores, (\d+) bytes spill loads", r.stderr)
+                       r"spill stores, (\d+) bytes spill loads", report)
     decode = [p for p in props if "moe_gemm_decode_kernel" in p[0]]
     # 2 dtypes x 2 modes x (GEMM1: 6 instances, GEMM2: 12, 5 of them split over K)
     assert len(decode) >= 72, props
@@ -163,13 +170,8 @@ def test_wgmma_kernels_keep_their_ctas_per_sm(tmp_path):
     ptxas left free once gave instances 138 registers at 128 routes (one CTA per SM, 1.2-1.4x
     the time) and 94 at 64 (two instead of three; benchmarks/NOTES.md, variant 49). And none has
     its products serialized by ptxas."""
-    cmd = [NVCC, "-std=c++17", "-O3", "--expt-relaxed-constexpr", f"-I{ROOT}/csrc",
-           "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
-           f"{ROOT}/tests/cuda_compile/wgmma_instances.cu", "-o", str(tmp_path / "w.o")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
-    used = re.findall(r"Compiling entry function '(\w+)'.*?Used (\d+) registers", r.stderr,
-                      re.S)
+    report = ptxas_report(tmp_path, "wgmma_instances.cu")
+    used = re.findall(r"Compiling entry function '(\w+)'.*?Used (\d+) registers", report, re.S)
     checked = 0
     for name, regs in used:
         m = re.search(r"moe_gemm_wgmma_(?:tma_)?kernel.*?Li(\d+)ELb[01]ELi(\d+)E", name)
@@ -185,4 +187,4 @@ def test_wgmma_kernels_keep_their_ctas_per_sm(tmp_path):
     # ptxas serializes the asynchronous products (waits for each before the next) where it finds
     # a product's register operands rewritten while one may be in flight: a kernel that reused
     # the W8A16 fragments' registers this way once compiled with only this warning (C7513).
-    assert "C7513" not in r.stderr, re.findall(r".*C7513.*", r.stderr)
+    assert "C7513" not in report, re.findall(r".*C7513.*", report)

@@ -15,4 +15,5 @@ INT8_MOE_DECODE_LAUNCHER(__half, __half, true)
 INT8_MOE_DECODE_LAUNCHER(__half, __half, false)
 INT8_MOE_DECODE_LAUNCHER(__half, int8_t, true)
 INT8_MOE_DECODE_LAUNCHER(__half, int8_t, false)
+#undef INT8_MOE_DECODE_LAUNCHER
 }  // namespace int8_moe
