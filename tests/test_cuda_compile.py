@@ -141,6 +141,20 @@ def test_tile_order_map_is_a_bijection(tmp_path):
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_ldsm_fragment_activation_layout(tmp_path):
+    """The activation rows' permutation per 16 elements (csrc/cuda/perm16.cuh) that W8A16's
+    ldmatrix fragments need, run on the host: derived from mma's fragment layout and ldmatrix's,
+    inverted by perm16_position, carried out by perm16_words, a dot product unchanged."""
+    exe = tmp_path / "perm16_check"
+    cmd = [NVCC, "-std=c++17", f"-I{ROOT}/csrc", f"{ROOT}/tests/cuda_compile/perm16_check.cu",
+           "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "perm16: ok" in r.stdout, r.stdout[-4000:]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
 def test_weight_loads_fetch_whole_l2_lines(tmp_path):
     """Every streaming weight load of the decode kernels (ld.global.cs) and every cp.async of
     the tiled and wgmma kernels carries the L2::128B prefetch size (benchmarks/NOTES.md, variant

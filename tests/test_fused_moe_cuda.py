@@ -281,6 +281,37 @@ def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, a
     assert torch.equal(outs[0], outs[2])
 
 
+# W8A16's wgmma fragments by ldmatrix (INT8_MOE_WGMMA_LDSM = 1, the default) over activation
+# rows permuted per 16 elements (csrc/cuda/perm16.cuh): GEMM1 reads the token rows' permuted copy
+# or rows gathered permuted, writes its intermediate permuted, GEMM2 reads it so. Every feed
+# (cp.async, TMA, gathered), both main loops (64 routes per tile: one chunk at a time; 128: the
+# pipelined loop), both dtypes and gated layouts, K and N tails, biases, empty experts, each
+# against the reference; the profiler shows the permuted copy or gather ran where it should.
+# The terms of each dot product are summed in another order, so off and on agree to the
+# reference's tolerance, not bit for bit.
+@pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
+@pytest.mark.parametrize("M, bn", [(150, "64"), (1100, "128")])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + H,
+                     n_used_experts=9)
+    for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
+        monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
+        for ldsm in ("0", "1"):
+            monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", ldsm)
+            check_repeatable(case, dtype, activation=activation)
+            names = kernel_names(case, **case.bias_kwargs(), activation=activation)
+            copied = any("perm16_copy_kernel" in n for n in names)
+            assert copied == (ldsm == "1" and gather == "0"), names
+            assert any("gather_row_bytes_kernel" in n for n in names) == (gather == "1"), names
+
+
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
     case = make_case(300, 256, 176, 8, 2, device="cuda", seed=23)
     monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
@@ -303,6 +334,10 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
         monkeypatch.setenv("INT8_MOE_WGMMA_TMA", "auto")
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "yes")
         with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_GATHER must be auto, 0 or 1"):
+            ops.fused_moe(*case.args())
+        monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", "on")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_LDSM must be auto, 0 or 1"):
             ops.fused_moe(*case.args())
     else:
         with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):

@@ -313,16 +313,27 @@ bool wgmma_tma(int BN, bool gathered, bool int8_act) {
   return int8_act || BN != 64 || gathered;
 }
 
+// Whether the W8A16 wgmma GEMMs build their weight fragments by ldmatrix over activation rows
+// permuted per 16 elements (moe_gemm_wgmma.cuh, perm16.cuh): GEMM1's rows gathered so, or the
+// token rows copied so, and GEMM1's intermediate written so for GEMM2. INT8_MOE_WGMMA_LDSM =
+// 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_ldsm() {
+  const int forced = choice_knob("INT8_MOE_WGMMA_LDSM", {0, 1});
+  return forced != 0;
+}
+
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
 // sorted position, and g pointed at it; the buffer (and the scales') returned to outlive GEMM1.
+// perm16: the rows' 2-byte elements permuted per 16 as they are copied (W8A16 with LDSM).
 std::pair<at::Tensor, at::Tensor> gather_gemm1_rows(MoeGemmArgs& g, const Routing& r, int BM,
                                                     int64_t row_bytes, const at::Tensor& like,
-                                                    cudaStream_t stream) {
+                                                    cudaStream_t stream, bool perm16 = false) {
   const int64_t capacity = r.max_blocks * BM;
   at::Tensor rows = at::empty({capacity, row_bytes}, like.options().dtype(at::kByte));
   at::Tensor scales;
   if (g.a_scale != nullptr) scales = at::empty({capacity}, like.options().dtype(at::kFloat));
-  gather_row_bytes_kernel<<<static_cast<unsigned>(capacity), 256, 0, stream>>>(
+  auto* kernel = perm16 ? &gather_row_bytes_kernel<true> : &gather_row_bytes_kernel<false>;
+  kernel<<<static_cast<unsigned>(capacity), 256, 0, stream>>>(
       static_cast<const uint4*>(g.a), r.sorted_routes.const_data_ptr<int32_t>(),
       r.block_expert.const_data_ptr<int32_t>(), BM, g.topk, row_bytes / 16, g.a_scale,
       reinterpret_cast<uint4*>(rows.mutable_data_ptr()),
@@ -693,15 +704,28 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
         const bool pipe = wgmma_w8a16_pipelined(BM);
+        const bool ldsm = wgmma_ldsm();
         std::pair<at::Tensor, at::Tensor> gathered;
-        if (gather)
+        at::Tensor x_perm;
+        if (gather) {
           gathered = gather_gemm1_rows(g1, r, BM, p.H * static_cast<int64_t>(sizeof(T)), x,
-                                       stream);
+                                       stream, ldsm);
+        } else if (ldsm) {
+          x_perm = at::empty({p.M, p.H}, x.options());
+          const int64_t n32 = x.numel() / 16;
+          const unsigned grid =
+              static_cast<unsigned>(std::clamp<int64_t>(ceil_div(n32, 256), 1, 8192));
+          perm16_copy_kernel<<<grid, 256, 0, stream>>>(
+              static_cast<const uint4*>(x.const_data_ptr()), n32,
+              static_cast<uint4*>(x_perm.mutable_data_ptr()));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+          g1.a = x_perm.const_data_ptr();
+        }
         const cudaError_t e1 =
-            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma);
+            launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma, ldsm);
         C10_CUDA_CHECK(e1);
         const cudaError_t e2 =
-            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe, tma);
+            launch_wgmma_gemm<T, T, false>(g2, r.max_blocks, BM, wg, stream, pipe, tma, ldsm);
         C10_CUDA_CHECK(e2);
       } else {
         // (the template argument lists' commas would split a macro argument)

@@ -47,6 +47,7 @@
 #include <type_traits>
 
 #include "moe_gemm_tiled.cuh"
+#include "perm16.cuh"
 #include "tma.cuh"
 #include "wgmma_instructions.cuh"
 
@@ -148,6 +149,60 @@ __device__ __forceinline__ void wgmma_weight_fragment(uint32_t staged, int row, 
   a[3] = widen_pair<T>(lds_u32(p + row8 + 8), half);
 }
 
+// W8A16 with LDSM (wgmma_gemm_body): the A fragment of k16 step s by one ldmatrix (two 8 x 8
+// matrices of 16-bit elements: the warp's 16 staged rows, 16 bytes of step s each), in place of
+// 4 half-used 32-bit loads. Thread (grp, q) receives bytes 4q .. 4q + 3 of its rows grp and
+// grp + 8 and uses all four, over activation rows permuted per 16 elements (perm16.cuh: the
+// gather, the token rows' permuted copy and GEMM1's epilogue write them so). addr: the
+// shared-window address of this lane's row of step s (wgmma_ldsm_row_offset).
+__device__ __forceinline__ void ldsm_x2(uint32_t addr, uint32_t& r0, uint32_t& r1) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r0), "=r"(r1)
+               : "r"(addr));
+#endif
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
+// The fragment from the words of rows grp (lo) and grp + 8 (hi).
+template <typename T>
+__device__ __forceinline__ void widen_fragment(uint32_t lo, uint32_t hi, uint32_t (&a)[4]) {
+  a[0] = widen_pair<T>(lo, 0);
+  a[1] = widen_pair<T>(hi, 0);
+  a[2] = widen_pair<T>(lo, 1);
+  a[3] = widen_pair<T>(hi, 1);
+}
+// Step s's fragment (two matrices: lanes 0-15's addresses).
+template <typename T>
+__device__ __forceinline__ void wgmma_weight_fragment_ldsm(uint32_t addr, uint32_t (&a)[4]) {
+  uint32_t lo, hi;
+  ldsm_x2(addr, lo, hi);
+  widen_fragment<T>(lo, hi, a);
+}
+// Steps s and s + 1's fragments (s even; four matrices: lanes 16-31 address step s + 1's rows).
+template <typename T>
+__device__ __forceinline__ void wgmma_weight_fragments_ldsm(uint32_t addr, uint32_t (&a0)[4],
+                                                            uint32_t (&a1)[4]) {
+  uint32_t r[4];
+  ldsm_x4(addr, r);
+  widen_fragment<T>(r[0], r[1], a0);
+  widen_fragment<T>(r[2], r[3], a1);
+}
+// Lane l's row of the ldmatrix (matrix l / 8: lanes 0-7 the warp's rows 0-7 and 8-15 its rows
+// 8-15 of step 0, lanes 16-31 the same rows of step 1) as an offset into a slot's staged rows;
+// step s's (s even) is this XOR (s << 4): the staged swizzle XORs the 16-byte piece index with
+// (row / 2) % 4, and a slot base is 1024-byte aligned, so base + offset has the piece index in
+// bits 4-5.
+__device__ __forceinline__ uint32_t wgmma_ldsm_row_offset(int warp_row0, int lane) {
+  const int row = warp_row0 + (lane & 7) + ((lane >> 3) & 1) * 8;
+  return static_cast<uint32_t>(wgmma_staged_offset(row, lane >> 4));
+}
+
 // CTAs per SM that shared memory allows with 2 warpgroups, to which the register budget is held:
 // 3 at 64 routes per tile, 2 at 128, 1 at 256 and with 4 warpgroups. (Unbounded, ptxas gave the
 // non-gated W8A16 kernel 94 registers at 64 routes, one CTA per SM fewer.) 0 (no bound) for the
@@ -165,8 +220,10 @@ constexpr int wgmma_min_ctas() {
 // activation rows are the sorted positions (GEMM2; GEMM1 on rows gathered per position: one box
 // per chunk; GEMM1 reading token rows keeps cp.async for them). Thread 0 issues the boxes of a
 // chunk, which complete on the slot's mbarrier; every thread waits on it.
+// LDSM (W8A16 only): the weight fragments by ldmatrix over activation rows permuted per 16
+// elements (perm16_source), and GATED writes its intermediate permuted alike for GEMM2.
 template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA,
-          bool TMA_A>
+          bool TMA_A, bool LDSM>
 __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUtensorMap* wmap,
                                                 const CUtensorMap* amap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -185,6 +242,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   constexpr int B_PER_THREAD = BN * PIECES / THREADS;          // BN / (16 WG)
   static_assert((WG == 2 || WG == 4) && BN % (16 * WG) == 0 && BN <= 256 / (WG / 2),
                 "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
+  static_assert(!(INT8 && LDSM), "LDSM: W8A16 only");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
   const RowTile rt = row_tile_of_cta(g.raster_group);
@@ -320,6 +378,14 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   // wrap instead of a 64-bit remainder per chunk (a division with W8A8's 3 slots).
   auto next_slot = [](int slot) { return slot + 1 == STAGES ? 0 : slot + 1; };
   const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
+  const uint32_t ldsm_off = wgmma_ldsm_row_offset(wg * 64 + wq * 16, lane);  // (LDSM)
+  // W8A16: the A fragment of k16 step s of the chunk in the slot at `base`.
+  auto fragment = [&](uint32_t base, int s, uint32_t(&a)[4]) {
+    if constexpr (LDSM)
+      wgmma_weight_fragment_ldsm<T>((base + ldsm_off) ^ static_cast<uint32_t>(s << 4), a);
+    else
+      wgmma_weight_fragment<T>(base, frag_row, q, s, a);
+  };
   if constexpr (!INT8 && PIPELINED) {
     // W8A16 pipelined inside the warpgroup: the fragments of k16 step s + 1 are loaded and
     // widened while the products of steps s, s - 1 and s - 2 run, each step's fragments in
@@ -370,7 +436,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       cp_async_commit();
       const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
       const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-      wgmma_weight_fragment<T>(base, frag_row, q, 0, a[0]);
+      fragment(base, 0, a[0]);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         wgmma_fence();
@@ -379,7 +445,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
         wgmma_fence_operands(acc);
         wgmma_wait<3>();  // step s - 3 has retired
         wgmma_fence_operands(acc);
-        if (k < 3) wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+        if (k < 3) fragment(base, k + 1, a[k + 1]);
       }
     }
   } else {
@@ -424,7 +490,15 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
         cp_async_commit();
         uint32_t a[4][4];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
+        for (int k = 0; k < 4; k += 2) {
+          // (Two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold ~8
+          // registers more, spilled 36-44 bytes so at 64 routes per tile, 4-12 one step each.)
+          if constexpr (LDSM && TMA)
+            wgmma_weight_fragments_ldsm<T>((base + ldsm_off) ^ static_cast<uint32_t>(k << 4),
+                                           a[k], a[k + 1]);
+          else
+            fragment(base, k, a[k]), fragment(base, k + 1, a[k + 1]);
+        }
         wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
@@ -449,7 +523,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   const int64_t row[2] = {weight_row(r), weight_row(r + 8)};
   float s[2], bv[2];
   load_row_scale_bias<T>(g, e, row, s, bv);
-  const int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
+  int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
+  if constexpr (LDSM && GATED) j = (j & ~int64_t{15}) | perm16_position(static_cast<int>(j & 15));
 #pragma unroll
   for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
@@ -466,17 +541,19 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
 #endif
 }
 
-template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false,
+          bool LDSM = false>
 __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
     moe_gemm_wgmma_kernel(MoeGemmArgs g) {
-  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, false, false>(g, nullptr, nullptr);
+  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, false, false, LDSM>(g, nullptr, nullptr);
 }
 // The tensor maps: wgmma_weight_map(), wgmma_activation_map() (unused without TMA_A).
-template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA_A>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA_A,
+          bool LDSM = false>
 __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()))
     moe_gemm_wgmma_tma_kernel(MoeGemmArgs g, const __grid_constant__ CUtensorMap wmap,
                               const __grid_constant__ CUtensorMap amap) {
-  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, true, TMA_A>(g, &wmap, &amap);
+  wgmma_gemm_body<T, AT, BN, GATED, WG, PIPELINED, true, TMA_A, LDSM>(g, &wmap, &amap);
 }
 
 // Routes per tile for a given average number of routes per expert, the routes in all, the two
@@ -569,22 +646,25 @@ bool wgmma_activation_map(CUtensorMap* map, const MoeGemmArgs& g, int64_t rows) 
   return encode_tensor_map(map, g.a, sizeof(AT), 2, dims, strides, box, kWgmmaBK);
 }
 
-template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false,
+          bool LDSM = false>
 cudaError_t launch_wgmma_gemm_bn(const MoeGemmArgs& g, int64_t max_blocks, cudaStream_t stream) {
-  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG, PIPELINED>, g,
+  return launch_row_tiles<GATED>(&moe_gemm_wgmma_kernel<T, AT, BN, GATED, WG, PIPELINED, LDSM>, g,
                                  max_blocks, 128 * WG, wgmma_smem_bytes<AT, BN, WG>(),
                                  BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG);
 }
 // The TMA-fed kernel where its tensor maps encode (g.E: experts of g.w), else the cp.async one;
 // the activation tile by TMA too where the activation rows are the sorted positions.
-template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false>
+template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED = false,
+          bool LDSM = false>
 cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
                                   cudaStream_t stream) {
   alignas(64) CUtensorMap wmap{}, amap{};
   const bool by_position = !GATED || !g.a_rows_are_tokens;  // (GEMM2's rows always are)
   const bool ok = wgmma_weight_map<AT, WG, GATED>(&wmap, g) &&
                   (!by_position || wgmma_activation_map<AT, BN>(&amap, g, max_blocks * BN));
-  if (!ok) return launch_wgmma_gemm_bn<T, AT, BN, GATED, WG, PIPELINED>(g, max_blocks, stream);
+  if (!ok)
+    return launch_wgmma_gemm_bn<T, AT, BN, GATED, WG, PIPELINED, LDSM>(g, max_blocks, stream);
   auto launch = [&](auto* kernel) {
     return launch_row_tiles<GATED>(kernel, g, max_blocks, 128 * WG,
                                    wgmma_smem_bytes<AT, BN, WG, true>(),
@@ -593,39 +673,55 @@ cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
   };
   if constexpr (GATED) {
     if (!by_position)
-      return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, false>);
+      return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, false, LDSM>);
   }
-  return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, true>);
+  return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, true, LDSM>);
 }
 
-// AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
-// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
-// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
-// as the default rules reach them: W8A16's pipelined loop at 128), with g.E the experts of g.w.
-template <typename T, typename AT, bool GATED>
-cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                              cudaStream_t stream, bool pipelined = false, bool tma = false) {
+template <typename T, typename AT, bool GATED, bool LDSM>
+cudaError_t launch_wgmma_gemm_ldsm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
+                                   cudaStream_t stream, bool pipelined, bool tma) {
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
   if (tma && BN == 64)  // (the unpipelined loop: 2 warpgroups)
-    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2>(g, max_blocks, stream);
+    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2, false, LDSM>(g, max_blocks, stream);
   if constexpr (INT8) {
     if (tma && BN == 128)
       return wg == 4 ? launch_wgmma_gemm_tma<T, AT, 128, GATED, 4>(g, max_blocks, stream)
                      : launch_wgmma_gemm_tma<T, AT, 128, GATED, 2>(g, max_blocks, stream);
   } else {
     if (tma && BN == 128 && pipelined)
-      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
+      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true, LDSM>(g, max_blocks, stream);
   }
   if constexpr (INT8) {  // instantiated where wgmma_wide_exists only
     if (wg == 4 && wgmma_wide_exists(BN, true))
       return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
   } else {
     if (pipelined && wgmma_pipeline_exists(BN))
-      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
+      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, true, LDSM>(g, max_blocks, stream);
   }
-  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
-  if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2>(g, max_blocks, stream);
-  return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2>(g, max_blocks, stream);
+  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2, false, LDSM>(g, max_blocks, stream);
+  if (BN == 128)
+    return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, false, LDSM>(g, max_blocks, stream);
+  return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2, false, LDSM>(g, max_blocks, stream);
+}
+
+// AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
+// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
+// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
+// as the default rules reach them: W8A16's pipelined loop at 128), with g.E the experts of g.w.
+// ldsm (W8A16 only): the fragments by ldmatrix, g.a's rows permuted per 16 elements
+// (perm16_source) and GATED's intermediate written so.
+template <typename T, typename AT, bool GATED>
+cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
+                              cudaStream_t stream, bool pipelined = false, bool tma = false,
+                              bool ldsm = false) {
+  if constexpr (!std::is_same_v<AT, int8_t>) {
+    if (ldsm)
+      return launch_wgmma_gemm_ldsm<T, AT, GATED, true>(g, max_blocks, BN, wg, stream, pipelined,
+                                                        tma);
+  }
+  return launch_wgmma_gemm_ldsm<T, AT, GATED, false>(g, max_blocks, BN, wg, stream, pipelined,
+                                                     tma);
 }
 
 }  // namespace int8_moe

@@ -10,6 +10,7 @@
 #include "../common/moe_math.h"
 #include "cuda_types.cuh"
 #include "int8_widen.cuh"
+#include "perm16.cuh"
 
 namespace int8_moe {
 
@@ -34,6 +35,8 @@ __global__ void __launch_bounds__(256)
 // (row16: 16-byte pieces per row; 16-byte aligned rows), zeros for padding; with scale,
 // scale_out[p] = scale[route / topk] (W8A8's per-token scales; 0 for padding). Blocks of
 // positions no expert holds (block_expert < 0, BM positions each) are skipped: no GEMM reads them.
+// PERM16: 2-byte elements permuted per group of 16 (perm16.cuh; row16 even), 32 bytes a thread.
+template <bool PERM16>
 __global__ void __launch_bounds__(256)
     gather_row_bytes_kernel(const uint4* __restrict__ src,
                             const int32_t* __restrict__ sorted_routes,
@@ -44,9 +47,34 @@ __global__ void __launch_bounds__(256)
   if (block_expert[p / BM] < 0) return;
   const int32_t route = sorted_routes[p];
   const int64_t token = route < 0 ? 0 : route / topk;
-  for (int64_t i = threadIdx.x; i < row16; i += 256)
-    dst[p * row16 + i] = route < 0 ? make_uint4(0, 0, 0, 0) : src[token * row16 + i];
+  if constexpr (PERM16) {
+    for (int64_t i = 2 * threadIdx.x; i < row16; i += 512) {
+      uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
+      if (route >= 0) {
+        lo = src[token * row16 + i];
+        hi = src[token * row16 + i + 1];
+        perm16_words(lo, hi);
+      }
+      dst[p * row16 + i] = lo;
+      dst[p * row16 + i + 1] = hi;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < row16; i += 256)
+      dst[p * row16 + i] = route < 0 ? make_uint4(0, 0, 0, 0) : src[token * row16 + i];
+  }
   if (scale_out != nullptr && threadIdx.x == 0) scale_out[p] = route < 0 ? 0.0f : scale[token];
+}
+
+// dst = src with 2-byte elements permuted per group of 16 (perm16.cuh), n32 groups of 32 bytes
+// (16-byte aligned): the token rows a W8A16 wgmma GEMM1 with LDSM reads where it does not gather.
+__global__ void __launch_bounds__(256) perm16_copy_kernel(const uint4* __restrict__ src,
+                                                          int64_t n32, uint4* __restrict__ dst) {
+  for (int64_t i = blockIdx.x * 256ll + threadIdx.x; i < n32; i += gridDim.x * 256ll) {
+    uint4 lo = src[2 * i], hi = src[2 * i + 1];
+    perm16_words(lo, hi);
+    dst[2 * i] = lo;
+    dst[2 * i + 1] = hi;
+  }
 }
 
 // out = T(q) elementwise (exact), 16 values per 16-byte load (n16: 16-byte pieces; 16-byte

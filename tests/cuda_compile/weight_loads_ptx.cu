@@ -14,5 +14,5 @@ template cudaError_t launch_decode_gemm<__nv_bfloat16, int8_t, false>(
 template cudaError_t launch_tiled_gemm_bn<__nv_bfloat16, int8_t, 64, false>(const MoeGemmArgs&,
                                                                            int64_t, cudaStream_t);
 template cudaError_t launch_wgmma_gemm<__nv_bfloat16, __nv_bfloat16, true>(
-    const MoeGemmArgs&, int64_t, int, int, cudaStream_t, bool, bool);
+    const MoeGemmArgs&, int64_t, int, int, cudaStream_t, bool, bool, bool);
 }  // namespace int8_moe

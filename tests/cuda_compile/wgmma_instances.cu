@@ -8,7 +8,7 @@
 namespace int8_moe {
 #define INT8_MOE_WGMMA_INSTANCE(T, AT, GATED)                                               \
   template cudaError_t launch_wgmma_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, \
-                                                       cudaStream_t, bool, bool);
+                                                       cudaStream_t, bool, bool, bool);
 INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, __nv_bfloat16, true)
 INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, __nv_bfloat16, false)
 INT8_MOE_WGMMA_INSTANCE(__half, __half, true)
