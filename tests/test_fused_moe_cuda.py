@@ -281,13 +281,14 @@ def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, a
     assert torch.equal(outs[0], outs[2])
 
 
-# W8A16's wgmma fragments by ldmatrix (INT8_MOE_WGMMA_LDSM = 1, the default) over activation
-# rows permuted per 16 elements (csrc/cuda/perm16.cuh): GEMM1 reads the token rows' permuted copy
-# or rows gathered permuted, writes its intermediate permuted, GEMM2 reads it so. Every feed
-# (cp.async, TMA, gathered), both main loops (64 routes per tile: one chunk at a time; 128: the
-# pipelined loop), both dtypes and gated layouts, K and N tails, biases, empty experts, each
-# against the reference; the profiler shows the permuted copy or gather ran where it should.
-# The terms of each dot product are summed in another order, so off and on agree to the
+# W8A16's wgmma fragments by ldmatrix (INT8_MOE_WGMMA_LDSM; built at 64 routes per tile, on by
+# default on the cp.async feed) over activation rows permuted per 16 elements
+# (csrc/cuda/perm16.cuh): GEMM1 reads the token rows' permuted copy or rows gathered permuted,
+# writes its intermediate permuted, GEMM2 reads it so. Every feed (cp.async, TMA, gathered), on,
+# off and the default, both dtypes and gated layouts, K and N tails, biases, empty experts, each
+# against the reference; the profiler shows the permuted copy or the permuting gather ran where
+# ldmatrix did, and nowhere at 128 routes per tile (the pipelined loop, where it is not built).
+# The terms of each dot product are summed in another order, so on and off agree to the
 # reference's tolerance, not bit for bit.
 @pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
 @pytest.mark.parametrize("M, bn", [(150, "64"), (1100, "128")])
@@ -303,13 +304,18 @@ def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
     for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
         monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
-        for ldsm in ("0", "1"):
+        for ldsm in ("0", "1", "auto"):
             monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", ldsm)
+            on = bn == "64" and (ldsm == "1" or (ldsm == "auto" and tma == "0"))
             check_repeatable(case, dtype, activation=activation)
             names = kernel_names(case, **case.bias_kwargs(), activation=activation)
             copied = any("perm16_copy_kernel" in n for n in names)
-            assert copied == (ldsm == "1" and gather == "0"), names
-            assert any("gather_row_bytes_kernel" in n for n in names) == (gather == "1"), names
+            assert copied == (on and gather == "0"), (ldsm, names)
+            gathers = [n for n in names if "gather_row_bytes_kernel" in n]
+            assert bool(gathers) == (gather == "1"), names
+            permuting = any("gather_row_bytes_kernel<true>" in n
+                            or "gather_row_bytes_kernel<(bool)1>" in n for n in gathers)
+            assert permuting == (on and gather == "1"), (ldsm, gathers)
 
 
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):

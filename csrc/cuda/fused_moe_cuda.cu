@@ -314,12 +314,17 @@ bool wgmma_tma(int BN, bool gathered, bool int8_act) {
 }
 
 // Whether the W8A16 wgmma GEMMs build their weight fragments by ldmatrix over activation rows
-// permuted per 16 elements (moe_gemm_wgmma.cuh, perm16.cuh): GEMM1's rows gathered so, or the
-// token rows copied so, and GEMM1's intermediate written so for GEMM2. INT8_MOE_WGMMA_LDSM =
-// 0 | 1 forces it off or on, for tuning and tests.
-bool wgmma_ldsm() {
+// permuted per 16 elements (moe_gemm_wgmma.cuh, perm16.cuh: GEMM1's rows gathered so or the
+// token rows copied so, GEMM1's intermediate written so for GEMM2), where that exists (64 routes
+// per tile, the chunk-at-a-time loop). By default on the cp.async feed, where on an H200
+// (`benchmarks/results/knob_ab_ldsm_h200.log`, off / on, best of three rounds) the forward took
+// 0.973x the time at Qwen3-30B-A3B M = 256 and 1024, the permuted copy of x included; the TMA
+// feed at 64 routes (GEMM1 gathering, I >= 3072) was not measured and stays off.
+// INT8_MOE_WGMMA_LDSM = 0 | 1 forces it off or on where it exists, for tuning and tests.
+bool wgmma_ldsm(int BN, bool tma) {
   const int forced = choice_knob("INT8_MOE_WGMMA_LDSM", {0, 1});
-  return forced != 0;
+  if (!wgmma_ldsm_exists(BN)) return false;
+  return forced < 0 ? !tma : forced == 1;
 }
 
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
@@ -704,7 +709,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
         const bool pipe = wgmma_w8a16_pipelined(BM);
-        const bool ldsm = wgmma_ldsm();
+        const bool ldsm = wgmma_ldsm(BM, tma);
         std::pair<at::Tensor, at::Tensor> gathered;
         at::Tensor x_perm;
         if (gather) {

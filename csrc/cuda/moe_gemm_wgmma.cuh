@@ -220,8 +220,9 @@ constexpr int wgmma_min_ctas() {
 // activation rows are the sorted positions (GEMM2; GEMM1 on rows gathered per position: one box
 // per chunk; GEMM1 reading token rows keeps cp.async for them). Thread 0 issues the boxes of a
 // chunk, which complete on the slot's mbarrier; every thread waits on it.
-// LDSM (W8A16 only): the weight fragments by ldmatrix over activation rows permuted per 16
-// elements (perm16_source), and GATED writes its intermediate permuted alike for GEMM2.
+// LDSM (W8A16's chunk-at-a-time loop at 64 routes per tile: wgmma_ldsm_exists): the weight
+// fragments by ldmatrix over activation rows permuted per 16 elements (perm16.cuh), and GATED
+// writes its intermediate permuted alike for GEMM2.
 template <typename T, typename AT, int BN, bool GATED, int WG, bool PIPELINED, bool TMA,
           bool TMA_A, bool LDSM>
 __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUtensorMap* wmap,
@@ -242,7 +243,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   constexpr int B_PER_THREAD = BN * PIECES / THREADS;          // BN / (16 WG)
   static_assert((WG == 2 || WG == 4) && BN % (16 * WG) == 0 && BN <= 256 / (WG / 2),
                 "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
-  static_assert(!(INT8 && LDSM), "LDSM: W8A16 only");
+  static_assert(!LDSM || (!INT8 && BN == 64 && !PIPELINED), "LDSM: wgmma_ldsm_exists only");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
   const RowTile rt = row_tile_of_cta(g.raster_group);
@@ -379,13 +380,6 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   auto next_slot = [](int slot) { return slot + 1 == STAGES ? 0 : slot + 1; };
   const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
   const uint32_t ldsm_off = wgmma_ldsm_row_offset(wg * 64 + wq * 16, lane);  // (LDSM)
-  // W8A16: the A fragment of k16 step s of the chunk in the slot at `base`.
-  auto fragment = [&](uint32_t base, int s, uint32_t(&a)[4]) {
-    if constexpr (LDSM)
-      wgmma_weight_fragment_ldsm<T>((base + ldsm_off) ^ static_cast<uint32_t>(s << 4), a);
-    else
-      wgmma_weight_fragment<T>(base, frag_row, q, s, a);
-  };
   if constexpr (!INT8 && PIPELINED) {
     // W8A16 pipelined inside the warpgroup: the fragments of k16 step s + 1 are loaded and
     // widened while the products of steps s, s - 1 and s - 2 run, each step's fragments in
@@ -436,7 +430,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       cp_async_commit();
       const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
       const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-      fragment(base, 0, a[0]);
+      wgmma_weight_fragment<T>(base, frag_row, q, 0, a[0]);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         wgmma_fence();
@@ -445,7 +439,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
         wgmma_fence_operands(acc);
         wgmma_wait<3>();  // step s - 3 has retired
         wgmma_fence_operands(acc);
-        if (k < 3) fragment(base, k + 1, a[k + 1]);
+        if (k < 3) wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
       }
     }
   } else {
@@ -491,13 +485,18 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
         uint32_t a[4][4];
 #pragma unroll
         for (int k = 0; k < 4; k += 2) {
-          // (Two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold ~8
-          // registers more, spilled 36-44 bytes so at 64 routes per tile, 4-12 one step each.)
-          if constexpr (LDSM && TMA)
-            wgmma_weight_fragments_ldsm<T>((base + ldsm_off) ^ static_cast<uint32_t>(k << 4),
-                                           a[k], a[k + 1]);
-          else
-            fragment(base, k, a[k]), fragment(base, k + 1, a[k + 1]);
+          // LDSM: two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold
+          // ~8 registers more, spilled 36-44 bytes so (4-12 with one step per ldmatrix).
+          const uint32_t at = (base + ldsm_off) ^ static_cast<uint32_t>(k << 4);
+          if constexpr (LDSM && TMA) {
+            wgmma_weight_fragments_ldsm<T>(at, a[k], a[k + 1]);
+          } else if constexpr (LDSM) {
+            wgmma_weight_fragment_ldsm<T>(at, a[k]);
+            wgmma_weight_fragment_ldsm<T>(at ^ 16u, a[k + 1]);
+          } else {
+            wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
+            wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+          }
         }
         wgmma_fence();
 #pragma unroll
@@ -678,50 +677,49 @@ cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
   return launch(&moe_gemm_wgmma_tma_kernel<T, AT, BN, GATED, WG, PIPELINED, true, LDSM>);
 }
 
-template <typename T, typename AT, bool GATED, bool LDSM>
-cudaError_t launch_wgmma_gemm_ldsm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                                   cudaStream_t stream, bool pipelined, bool tma) {
+// W8A16's fragments by ldmatrix (LDSM) exist in the chunk-at-a-time loop at 64 routes per tile:
+// there the fragments of a chunk are built before its products, and one ldmatrix a k16 step
+// instead of four 32-bit loads took 0.973x the time at Qwen3-30B-A3B M = 256 / 1024; in the
+// pipelined loop (128 routes), which builds them under the previous step's products, the
+// forward took 1.00-1.06x the time on seven models (benchmarks/NOTES.md, variant 61).
+constexpr bool wgmma_ldsm_exists(int BN) { return BN == 64; }
+
+// AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
+// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
+// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
+// as the default rules reach them: W8A16's pipelined loop at 128), with g.E the experts of g.w.
+// ldsm (W8A16 where wgmma_ldsm_exists): the fragments by ldmatrix, g.a's rows permuted per 16
+// elements (perm16.cuh) and GATED's intermediate written so.
+template <typename T, typename AT, bool GATED>
+cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
+                              cudaStream_t stream, bool pipelined = false, bool tma = false,
+                              bool ldsm = false) {
   constexpr bool INT8 = std::is_same_v<AT, int8_t>;
+  if constexpr (!INT8) {
+    if (ldsm && wgmma_ldsm_exists(BN))
+      return tma ? launch_wgmma_gemm_tma<T, AT, 64, GATED, 2, false, true>(g, max_blocks, stream)
+                 : launch_wgmma_gemm_bn<T, AT, 64, GATED, 2, false, true>(g, max_blocks, stream);
+  }
   if (tma && BN == 64)  // (the unpipelined loop: 2 warpgroups)
-    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2, false, LDSM>(g, max_blocks, stream);
+    return launch_wgmma_gemm_tma<T, AT, 64, GATED, 2>(g, max_blocks, stream);
   if constexpr (INT8) {
     if (tma && BN == 128)
       return wg == 4 ? launch_wgmma_gemm_tma<T, AT, 128, GATED, 4>(g, max_blocks, stream)
                      : launch_wgmma_gemm_tma<T, AT, 128, GATED, 2>(g, max_blocks, stream);
   } else {
     if (tma && BN == 128 && pipelined)
-      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true, LDSM>(g, max_blocks, stream);
+      return launch_wgmma_gemm_tma<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
   }
   if constexpr (INT8) {  // instantiated where wgmma_wide_exists only
     if (wg == 4 && wgmma_wide_exists(BN, true))
       return launch_wgmma_gemm_bn<T, AT, 128, GATED, 4>(g, max_blocks, stream);
   } else {
     if (pipelined && wgmma_pipeline_exists(BN))
-      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, true, LDSM>(g, max_blocks, stream);
+      return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, true>(g, max_blocks, stream);
   }
-  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2, false, LDSM>(g, max_blocks, stream);
-  if (BN == 128)
-    return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2, false, LDSM>(g, max_blocks, stream);
-  return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2, false, LDSM>(g, max_blocks, stream);
-}
-
-// AT = int8_t: W8A8 (g.a int8 rows, g.a_scale per row); AT = T: W8A16. BN: wgmma_block_n();
-// the routing must be aligned to the same BN. wg: wgmma_warpgroups() (4 exists for W8A8 at
-// BN = 128; 2 elsewhere). tma: the TMA-fed kernel where it is built (64 and 128 routes per tile
-// as the default rules reach them: W8A16's pipelined loop at 128), with g.E the experts of g.w.
-// ldsm (W8A16 only): the fragments by ldmatrix, g.a's rows permuted per 16 elements
-// (perm16_source) and GATED's intermediate written so.
-template <typename T, typename AT, bool GATED>
-cudaError_t launch_wgmma_gemm(const MoeGemmArgs& g, int64_t max_blocks, int BN, int wg,
-                              cudaStream_t stream, bool pipelined = false, bool tma = false,
-                              bool ldsm = false) {
-  if constexpr (!std::is_same_v<AT, int8_t>) {
-    if (ldsm)
-      return launch_wgmma_gemm_ldsm<T, AT, GATED, true>(g, max_blocks, BN, wg, stream, pipelined,
-                                                        tma);
-  }
-  return launch_wgmma_gemm_ldsm<T, AT, GATED, false>(g, max_blocks, BN, wg, stream, pipelined,
-                                                     tma);
+  if (BN == 64) return launch_wgmma_gemm_bn<T, AT, 64, GATED, 2>(g, max_blocks, stream);
+  if (BN == 128) return launch_wgmma_gemm_bn<T, AT, 128, GATED, 2>(g, max_blocks, stream);
+  return launch_wgmma_gemm_bn<T, AT, 256, GATED, 2>(g, max_blocks, stream);
 }
 
 }  // namespace int8_moe
