@@ -32,6 +32,18 @@ def ptx_kernels(tmp_path, source: str) -> dict[str, str]:
     return {e.split("(")[0]: e for e in entries}
 
 
+def run_host_check(tmp_path, name: str, ok_line: str) -> None:
+    """tests/cuda_compile/<name>.cu built by nvcc for the host and run: it must exit 0 and print
+    ok_line."""
+    exe = tmp_path / name
+    cmd = [NVCC, "-std=c++17", f"-I{ROOT}/csrc", f"{ROOT}/tests/cuda_compile/{name}.cu", "-o",
+           str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and ok_line in r.stdout, r.stdout[-4000:]
+
+
 def ptxas_report(tmp_path, source: str) -> str:
     """tests/cuda_compile/<source> compiled for sm_90a at -O3 with ptxas -v: its report
     (registers, spills and warnings per kernel, on stderr)."""
@@ -131,13 +143,7 @@ def test_tile_order_map_is_a_bijection(tmp_path):
     """The grouped CTA order of the tiled and wgmma GEMMs (csrc/cuda/tile_order.cuh), run on the
     host: every (route block, weight tile) pair exactly once for 1-40 blocks x 1-9 tiles x every
     group size, blocks fastest inside a group."""
-    exe = tmp_path / "tile_order_check"
-    cmd = [NVCC, "-std=c++17", f"-I{ROOT}/csrc", f"{ROOT}/tests/cuda_compile/tile_order_check.cu",
-           "-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-4000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "tile order: ok" in r.stdout, r.stdout[-4000:]
+    run_host_check(tmp_path, "tile_order_check", "tile order: ok")
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
@@ -145,13 +151,7 @@ def test_ldsm_fragment_activation_layout(tmp_path):
     """The activation rows' permutation per 16 elements (csrc/cuda/perm16.cuh) that W8A16's
     ldmatrix fragments need, run on the host: derived from mma's fragment layout and ldmatrix's,
     inverted by perm16_position, carried out by perm16_words, a dot product unchanged."""
-    exe = tmp_path / "perm16_check"
-    cmd = [NVCC, "-std=c++17", f"-I{ROOT}/csrc", f"{ROOT}/tests/cuda_compile/perm16_check.cu",
-           "-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-4000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "perm16: ok" in r.stdout, r.stdout[-4000:]
+    run_host_check(tmp_path, "perm16_check", "perm16: ok")
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
