@@ -282,14 +282,14 @@ def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, a
 
 
 # W8A16's wgmma fragments by ldmatrix (INT8_MOE_WGMMA_LDSM; built at 64 routes per tile, on by
-# default on the cp.async feed) over activation rows permuted per 16 elements
-# (csrc/cuda/perm16.cuh): GEMM1 reads the token rows' permuted copy or rows gathered permuted,
-# writes its intermediate permuted, GEMM2 reads it so. Every feed (cp.async, TMA, gathered), on,
-# off and the default, both dtypes and gated layouts, K and N tails, biases, empty experts, each
-# against the reference; the profiler shows the permuted copy or the permuting gather ran where
-# ldmatrix did, and nowhere at 128 routes per tile (the pipelined loop, where it is not built).
-# The terms of each dot product are summed in another order, so on and off agree to the
-# reference's tolerance, not bit for bit.
+# default on the cp.async feed from I = 192: I = 176 and 400 sit on both sides of the rule) over
+# activation rows permuted per 16 elements (csrc/cuda/perm16.cuh): GEMM1 reads the token rows'
+# permuted copy or rows gathered permuted, writes its intermediate permuted, GEMM2 reads it so.
+# Every feed (cp.async, TMA, gathered), on, off and the default, both dtypes and gated layouts, K
+# and N tails, biases, empty experts, each against the reference; the profiler shows the permuted
+# copy or the permuting gather ran where ldmatrix did, and nowhere at 128 routes per tile (the
+# pipelined loop, where it is not built). The terms of each dot product are summed in another
+# order, so on and off agree to the reference's tolerance, not bit for bit.
 @pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
 @pytest.mark.parametrize("M, bn", [(150, "64"), (1100, "128")])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -306,7 +306,7 @@ def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
         for ldsm in ("0", "1", "auto"):
             monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", ldsm)
-            on = bn == "64" and (ldsm == "1" or (ldsm == "auto" and tma == "0"))
+            on = bn == "64" and (ldsm == "1" or (ldsm == "auto" and tma == "0" and I >= 192))
             check_repeatable(case, dtype, activation=activation)
             names = kernel_names(case, **case.bias_kwargs(), activation=activation)
             copied = any("perm16_copy_kernel" in n for n in names)
@@ -316,6 +316,37 @@ def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
             permuting = any("gather_row_bytes_kernel<true>" in n
                             or "gather_row_bytes_kernel<(bool)1>" in n for n in gathers)
             assert permuting == (on and gather == "1"), (ldsm, gathers)
+
+
+# The wgmma GEMM2's output tile staged in shared memory and written as 16-byte pieces of whole
+# route rows (INT8_MOE_WGMMA_STAGE_OUT, on by default) against each thread's 2-byte stores: the
+# same values, so the same bits. Both modes, 64 and 128 routes per tile (W8A8 also with 4
+# warpgroups: 256 staged rows), cp.async and TMA feeds, H = 208 / 1040 (the last weight tile of
+# 128 or 256 rows partly beyond N), biases, empty experts, the input-side router weight (k = 1),
+# each against the reference and repeated bitwise.
+@pytest.mark.parametrize("act_quant, bn, wg", [("none", "64", "auto"), ("none", "128", "auto"),
+                                               ("per_token", "64", "auto"),
+                                               ("per_token", "128", "2"),
+                                               ("per_token", "128", "4")])
+@pytest.mark.parametrize("H, I, k", [(208, 176, 3), (1040, 400, 3), (208, 176, 1)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_wgmma_staged_output_agrees(monkeypatch, act_quant, bn, wg, H, I, k, dtype):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
+    case = make_case(300, H, I, 12, k, dtype=dtype, device="cuda", bias=True, seed=H + I + k,
+                     n_used_experts=9)
+    kw = dict(act_quant=act_quant, apply_router_weight_on_input=k == 1)
+    outs = []
+    for tma in ("0", "1"):
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
+        for staged in ("0", "1"):
+            monkeypatch.setenv("INT8_MOE_WGMMA_STAGE_OUT", staged)
+            outs.append(check_repeatable(case, dtype, **kw))
+    for other in outs[1:]:
+        assert torch.equal(outs[0], other)
 
 
 def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
@@ -344,6 +375,10 @@ def test_bad_wgmma_knobs_are_clear_errors(monkeypatch):
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", "auto")
         monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", "on")
         with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_LDSM must be auto, 0 or 1"):
+            ops.fused_moe(*case.args())
+        monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", "auto")
+        monkeypatch.setenv("INT8_MOE_WGMMA_STAGE_OUT", "2")
+        with pytest.raises(RuntimeError, match="INT8_MOE_WGMMA_STAGE_OUT must be auto, 0 or 1"):
             ops.fused_moe(*case.args())
     else:
         with pytest.raises(RuntimeError, match="wgmma needs a compute capability 9.0 device"):
@@ -741,35 +776,53 @@ def test_wgmma_warpgroup_rule(monkeypatch, M, I, wide):
 
 
 # W8A8's per-token quantization passes (x, and the intermediate between the GEMMs, both in the
-# activation dtype: 8 values per 16-byte pack): the register-resident kernel (a row in one
-# block's registers, one memory round trip) against the looped one (INT8_MOE_ACT_QUANT_LOOPED=1),
-# bit for bit, and both against the reference. Rows that leave the last threads' packs partly
-# empty (H = 208, I = 176), 1, 2 and 4 packs per thread (I = 8000: 1000 threads of 1 pack;
-# 14336: 896 of 2; 16400: 513 of 4), a row beyond 1024 threads of 4 packs (I = 32784: looped
-# either way), the input-side router weight (k = 1, x's rows scaled first), decode and
-# tensor-core prefill paths, both dtypes, over poisoned workspace.
+# activation dtype: 8 values per 16-byte pack): the register-resident kernels (a row in one
+# block's registers, or in one warp's: INT8_MOE_ACT_QUANT_WARP, by default from 1024 used rows,
+# rows up to 256 packs) against the looped one (INT8_MOE_ACT_QUANT_LOOPED=1), bit for bit, and
+# all against the reference. Rows that leave the last threads' or lanes' packs partly empty
+# (H = 208, I = 176), 1, 2 and 4 packs per thread (I = 8000: 1000 threads of 1 pack, too long for
+# a warp; 14336: 896 of 2; 16400: 513 of 4), 8 packs a lane (H = 2048), x's rows too long for a
+# warp (H = 4096: its intermediate's rows take one), a row beyond 1024
+# threads of 4 packs (I = 32784: looped either way), the input-side router weight (k = 1, x's
+# rows scaled first), decode and tensor-core prefill paths, the default rule on both sides of
+# its threshold (600 and 1200 routes), both dtypes, over poisoned workspace. The profiler shows
+# which form ran.
 @pytest.mark.parametrize("M,H,I,E,k,weight_on_input", [
     (1, 208, 176, 8, 4, False),
     (3, 4096, 176, 8, 2, False),
+    (3, 2048, 176, 8, 2, False),
     (2, 64, 8000, 4, 2, False),
     (2, 64, 14336, 4, 2, False),
     (2, 64, 16400, 2, 2, False),
     (2, 64, 32784, 2, 2, False),
     (5, 208, 176, 4, 1, True),
     (300, 208, 176, 4, 2, False),
+    (600, 208, 176, 4, 2, False),
 ])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dtype):
     case = make_case(M, H, I, E, k, dtype=dtype, device="cuda", bias=True, seed=M + I)
+    kw = dict(act_quant="per_token", apply_router_weight_on_input=weight_on_input)
     outs = []
-    for looped in ["1", "0"]:
+    for looped, warp in [("1", "auto"), ("0", "0"), ("0", "1"), ("0", "auto")]:
         monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", looped)
+        monkeypatch.setenv("INT8_MOE_ACT_QUANT_WARP", warp)
         poison_cached_memory()
-        outs.append(check(case, dtype, act_quant="per_token",
-                          apply_router_weight_on_input=weight_on_input))
-    assert torch.equal(outs[0], outs[1])
+        outs.append(check(case, dtype, **kw))
+        names = kernel_names(case, **kw)
+        warp_ran = any("quantize_act_rows_warp_kernel" in n for n in names)
+        # x's or the intermediate's rows fit a warp in every case; by default M * k >= 1024
+        # routes take it (the intermediate, I = 176).
+        expected = looped == "0" and (warp == "1" or (warp == "auto" and M * k >= 1024))
+        assert warp_ran == expected, (looped, warp, names)
+    for other in outs[1:]:
+        assert torch.equal(outs[0], other)
     monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", "2")
     with pytest.raises(RuntimeError, match="INT8_MOE_ACT_QUANT_LOOPED must be auto, 0 or 1"):
+        ops.fused_moe(*case.args(), act_quant="per_token")
+    monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", "auto")
+    monkeypatch.setenv("INT8_MOE_ACT_QUANT_WARP", "yes")
+    with pytest.raises(RuntimeError, match="INT8_MOE_ACT_QUANT_WARP must be auto, 0 or 1"):
         ops.fused_moe(*case.args(), act_quant="per_token")
 
 

@@ -109,21 +109,51 @@ Routing direct_routes(const at::Tensor& topk_ids, const MoeProblem& p, int BM) {
   return r;
 }
 
-// Per-token int8 quantization of `rows` rows of K activations (W8A8): the register-resident
-// kernel where rows allow 16-byte packs and at most 1024 threads hold a row with at most 4
-// packs each (bf16 rows up to 32768 values, fp32 up to 16384), with the fewest packs per thread
-// that fit (each thread then quantizes fewest values: the row's latency), else the looped one
-// (always with looped: the tests compare the two bit for bit).
+// Per-token int8 quantization of `rows` rows of K activations (W8A8), of which about
+// `used_rows` carry data (the others are padding that `valid` skips). Three bitwise-equal forms:
+// - warp per row (from kActQuantWarpMinRows used rows, rows of at most 256 16-byte packs: a
+//   bf16 row up to 2048 values; at 512 the bf16 kernel held 163 registers, one block per SM):
+//   8 rows a block, each lane's packs loaded at once. On an H200
+//   (`benchmarks/results/profile_w8a8_qwen3_h200.log`) the block-per-row form took 108 us a pass
+//   on average at Qwen3-30B-A3B M = 16384 (x: 16384 rows of 2048; the intermediate: 131072 of
+//   768, 96 threads a block), against ~72 us for both passes' bytes at the copy rate; the warp
+//   form 86.6 us (`knob_ab_quant_warp_h200.log`: both passes 217.8 -> 173.1 us, the forward
+//   0.975-0.990x at M = 1024-16384; Mixtral-8x7B and Qwen3-235B-A22B's passes 1-8% shorter,
+//   their forwards 0.97-1.03x, within those rounds' spread). Below the threshold (decode) a row's
+//   latency matters more: the block form spreads it over more threads (Qwen3 M = 128 forced:
+//   5.4 -> 8.6 us).
+// - block per row, in registers, where at most 1024 threads hold a row with at most 4 packs each
+//   (bf16 rows up to 32768 values, fp32 up to 16384), with the fewest packs per thread that fit
+//   (each thread then quantizes fewest values: the row's latency);
+// - else the looped one (always with looped: the tests compare the forms bit for bit).
+// forced_warp (INT8_MOE_ACT_QUANT_WARP = 0 | 1; -1: the rule) forces the warp form off or on
+// where rows fit it (tests, A/B).
+constexpr int64_t kActQuantWarpMinRows = 1024;
 template <typename T>
-void quantize_act_rows(const void* a, int64_t rows, int64_t K, const float* mul,
-                       const int32_t* valid, at::Tensor& q, at::Tensor& scale, bool pdl,
-                       bool looped, cudaStream_t stream) {
+void quantize_act_rows(const void* a, int64_t rows, int64_t used_rows, int64_t K,
+                       const float* mul, const int32_t* valid, at::Tensor& q, at::Tensor& scale,
+                       bool pdl, bool looped, int forced_warp, cudaStream_t stream) {
   if (rows == 0) return;
   const int64_t V = 16 / sizeof(T);
   const int64_t packs = K / V;
+  const bool packed = !looped && K > 0 && K % V == 0 && is_aligned(a, 16);
+  const bool warp = packed && packs <= 32 * 8 &&
+                    (forced_warp < 0 ? used_rows >= kActQuantWarpMinRows : forced_warp == 1);
+  if (warp) {
+    const int wvpt = packs <= 32 ? 1 : packs <= 64 ? 2 : packs <= 128 ? 4 : 8;
+    auto* kernel = wvpt == 1   ? &quantize_act_rows_warp_kernel<T, 1>
+                   : wvpt == 2 ? &quantize_act_rows_warp_kernel<T, 2>
+                   : wvpt == 4 ? &quantize_act_rows_warp_kernel<T, 4>
+                               : &quantize_act_rows_warp_kernel<T, 8>;
+    C10_CUDA_CHECK(launch_kernel(kernel, dim3(static_cast<unsigned>(ceil_div(rows, 8))),
+                                 dim3(256u), 0, stream, pdl, static_cast<const T*>(a), rows, K,
+                                 mul, valid, q.mutable_data_ptr<int8_t>(),
+                                 scale.mutable_data_ptr<float>()));
+    return;
+  }
   const int vpt = packs <= 1024 ? 1 : packs <= 2048 ? 2 : 4;
   const int64_t threads = ceil_div(ceil_div(packs, vpt), 32) * 32;
-  const bool regs = !looped && K > 0 && K % V == 0 && is_aligned(a, 16) && threads <= 1024;
+  const bool regs = packed && threads <= 1024;
   auto* kernel = !regs     ? &quantize_act_rows_kernel<T>
                  : vpt == 1 ? &quantize_act_rows_regs_kernel<T, 1>
                  : vpt == 2 ? &quantize_act_rows_regs_kernel<T, 2>
@@ -316,15 +346,43 @@ bool wgmma_tma(int BN, bool gathered, bool int8_act) {
 // Whether the W8A16 wgmma GEMMs build their weight fragments by ldmatrix over activation rows
 // permuted per 16 elements (moe_gemm_wgmma.cuh, perm16.cuh: GEMM1's rows gathered so or the
 // token rows copied so, GEMM1's intermediate written so for GEMM2), where that exists (64 routes
-// per tile, the chunk-at-a-time loop). By default on the cp.async feed, where on an H200
-// (`benchmarks/results/knob_ab_ldsm_h200.log`, off / on, best of three rounds) the forward took
-// 0.973x the time at Qwen3-30B-A3B M = 256 and 1024, the permuted copy of x included; the TMA
-// feed at 64 routes (GEMM1 gathering, I >= 3072) was not measured and stays off.
+// per tile, the chunk-at-a-time loop). By default on the cp.async feed from I = kWgmmaLdsmMinI:
+// on an H200 (`benchmarks/results/knob_ab_ldsm_tp_h200.log`, off / on, M = 256 and 1024, best of
+// two rounds) the forward took 0.967-0.984x the time at I = 384-1536 (Qwen3-30B-A3B, Qwen3-235B-
+// A22B, OLMoE and their TP splits), 0.987-1.001x at 192, and 1.007-1.014x at 96 and 128, where
+// the permuted copy of x (M x H) costs more than the shorter GEMMs save. The TMA feed at 64
+// routes (GEMM1 gathering, I >= 3072) was not measured and stays off.
 // INT8_MOE_WGMMA_LDSM = 0 | 1 forces it off or on where it exists, for tuning and tests.
-bool wgmma_ldsm(int BN, bool tma) {
+constexpr int64_t kWgmmaLdsmMinI = 192;
+bool wgmma_ldsm(int BN, bool tma, int64_t I) {
   const int forced = choice_knob("INT8_MOE_WGMMA_LDSM", {0, 1});
   if (!wgmma_ldsm_exists(BN)) return false;
-  return forced < 0 ? !tma : forced == 1;
+  return forced < 0 ? !tma && I >= kWgmmaLdsmMinI : forced == 1;
+}
+
+// Whether the wgmma GEMM2 stages its output tile in shared memory and writes whole route rows'
+// 16-byte pieces (MoeGemmArgs::stage_out; the same bits as each thread's 2-byte stores, which
+// half-fill a 32-byte sector per 4 bytes). On by default: on an H200
+// (`benchmarks/results/knob_ab_stage_out_h200.log`, off / on, best of two rounds) the forward took
+// 0.941x / 0.942x the time at Qwen3-30B-A3B M = 4096 / 16384 (W8A16; GEMM2 1471 -> 1292 us at
+// 16384), 0.947x / 0.927x (W8A8), 0.96-0.98x at M = 1024, 0.985-1.003x on Mixtral-8x7B.
+// INT8_MOE_WGMMA_STAGE_OUT = 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_stage_out() {
+  const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_OUT", {0, 1});
+  return forced != 0;
+}
+
+// x's rows with their 2-byte elements permuted per 16 (perm16.cuh), and g pointed at the copy
+// (returned, to outlive GEMM1): the token rows of a W8A16 GEMM1 with LDSM that does not gather.
+at::Tensor perm16_token_rows(MoeGemmArgs& g, const at::Tensor& x, cudaStream_t stream) {
+  at::Tensor x_perm = at::empty(x.sizes(), x.options());  // x: contiguous (checked)
+  const int64_t n32 = x.numel() * static_cast<int64_t>(x.element_size()) / 32;
+  const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(n32, 256), 1, 8192));
+  perm16_copy_kernel<<<grid, 256, 0, stream>>>(static_cast<const uint4*>(x.const_data_ptr()), n32,
+                                               static_cast<uint4*>(x_perm.mutable_data_ptr()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g.a = x_perm.const_data_ptr();
+  return x_perm;
 }
 
 // The token rows of GEMM1 (a_rows_are_tokens; W8A8: a_scale per token) copied to a buffer per
@@ -696,6 +754,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   at::Tensor route_out = at::empty({splits * n_routes, p.H}, x.options());
   g2.out = route_out.mutable_data_ptr();
   g2.split_stride = n_routes * p.H;
+  g2.stage_out = path == GemmPath::kWgmma && wgmma_stage_out();
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);
@@ -709,22 +768,14 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
         gemm_decode<T, T, false>(g2, r.max_blocks, BM, chain, /*early=*/true, stream, splits);
       } else if (path == GemmPath::kWgmma) {
         const bool pipe = wgmma_w8a16_pipelined(BM);
-        const bool ldsm = wgmma_ldsm(BM, tma);
+        const bool ldsm = wgmma_ldsm(BM, tma, p.I);
         std::pair<at::Tensor, at::Tensor> gathered;
         at::Tensor x_perm;
         if (gather) {
           gathered = gather_gemm1_rows(g1, r, BM, p.H * static_cast<int64_t>(sizeof(T)), x,
                                        stream, ldsm);
         } else if (ldsm) {
-          x_perm = at::empty({p.M, p.H}, x.options());
-          const int64_t n32 = x.numel() / 16;
-          const unsigned grid =
-              static_cast<unsigned>(std::clamp<int64_t>(ceil_div(n32, 256), 1, 8192));
-          perm16_copy_kernel<<<grid, 256, 0, stream>>>(
-              static_cast<const uint4*>(x.const_data_ptr()), n32,
-              static_cast<uint4*>(x_perm.mutable_data_ptr()));
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-          g1.a = x_perm.const_data_ptr();
+          x_perm = perm16_token_rows(g1, x, stream);
         }
         const cudaError_t e1 =
             launch_wgmma_gemm<T, T, true>(g1, r.max_blocks, BM, wg, stream, pipe, tma, ldsm);
@@ -744,11 +795,13 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     at::Tensor xq = at::empty({p.M, p.H}, x.options().dtype(at::kChar));
     at::Tensor xs = at::empty({p.M}, f32);
     // apply_router_weight_on_input needs k == 1, so route == token and the weight row applies.
-    // INT8_MOE_ACT_QUANT_LOOPED = 1 forces the looped quantization kernel (tests).
+    // INT8_MOE_ACT_QUANT_LOOPED = 1 forces the looped quantization kernel (tests);
+    // INT8_MOE_ACT_QUANT_WARP the warp-per-row one off or on (quantize_act_rows).
     const bool looped = choice_knob("INT8_MOE_ACT_QUANT_LOOPED", {0, 1}) == 1;
-    quantize_act_rows<T>(x.const_data_ptr(), p.M, p.H,
+    const int forced_warp = choice_knob("INT8_MOE_ACT_QUANT_WARP", {0, 1});
+    quantize_act_rows<T>(x.const_data_ptr(), p.M, p.M, p.H,
                          p.weight_on_input ? topk_weights.const_data_ptr<float>() : nullptr,
-                         nullptr, xq, xs, chain.pdl, looped, stream);
+                         nullptr, xq, xs, chain.pdl, looped, forced_warp, stream);
     // The intermediate in the activation dtype (every W8A8 GEMM1 rounds it to T), quantized
     // per token before GEMM2: an fp32 one was twice the bytes written and read back
     // (benchmarks/NOTES.md, variant 55). (GEMM2 quantizing it on load instead, with each row's
@@ -763,9 +816,9 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
     std::pair<at::Tensor, at::Tensor> gathered;
     if (gather) gathered = gather_gemm1_rows(g1, r, BM, p.H, x, stream);
     gemm_w8a8<T, true>(path, g1, r.max_blocks, BM, wg, tma, ceil_div(p.I, 32), chain, stream);
-    quantize_act_rows<T>(inter.const_data_ptr(), capacity, p.I, nullptr,
+    quantize_act_rows<T>(inter.const_data_ptr(), capacity, n_routes, p.I, nullptr,
                          r.sorted_routes.const_data_ptr<int32_t>(), iq, is, chain.pdl, looped,
-                         stream);
+                         forced_warp, stream);
     g2.a = iq.const_data_ptr();
     g2.a_scale = is.const_data_ptr<float>();
     gemm_w8a8<T, false>(path, g2, r.max_blocks, BM, wg, tma, ceil_div(p.H, kSimtRows), chain,

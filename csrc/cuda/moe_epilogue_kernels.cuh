@@ -97,6 +97,52 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
+// The same quantization with one warp per row, 8 rows a block of 256 threads: lane l holds the
+// row's 16-byte packs l, l + 32, ... (at most VPT), all loaded before the first is used, and the
+// row's max is a warp reduction (no block barrier). Built for many short rows (the intermediate
+// between the GEMMs: capacity rows of I values; x: M rows of H): one block of 96 threads per
+// 768-value row left each SM few bytes in flight and the launch a block per row. Same arithmetic
+// (the max is order-free): bitwise the other two forms' result.
+template <typename T, int VPT>
+__global__ void __launch_bounds__(256)
+    quantize_act_rows_warp_kernel(const T* __restrict__ a, int64_t rows, int64_t K,
+                                  const float* __restrict__ mul, const int32_t* __restrict__ valid,
+                                  int8_t* __restrict__ q, float* __restrict__ scale) {
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x * 8ll + threadIdx.x / 32;
+  if (r >= rows || (valid != nullptr && valid[r] < 0)) return;  // whole warps leave
+  const int lane = threadIdx.x % 32;
+  constexpr int V = 16 / sizeof(T);
+  const int64_t n_vec = K / V;
+  const Pack<T, V>* src = reinterpret_cast<const Pack<T, V>*>(a + r * K);
+  const float m = mul ? mul[r] : 1.0f;
+  Pack<T, V> v[VPT];
+#pragma unroll
+  for (int i = 0; i < VPT; ++i)
+    if (lane + 32 * i < n_vec) v[i] = src[lane + 32 * i];
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i)
+    if (lane + 32 * i < n_vec)
+#pragma unroll
+      for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float s = activation_scale_from_amax(amax);
+  if (lane == 0) scale[r] = s;
+  Pack<int8_t, V>* dst = reinterpret_cast<Pack<int8_t, V>*>(q + r * K);
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    if (lane + 32 * i >= n_vec) continue;
+    Pack<int8_t, V> out;
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
+    dst[lane + 32 * i] = out;
+  }
+}
+
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
 // skipping routes whose expert is not on this rank; cast to T. SPLIT (GEMM2 split over K): each
 // route has `splits` partial rows, M * k rows apart, added slice by slice after its slot's

@@ -123,24 +123,38 @@ __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
 // elements to the rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
 // (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
 // applied here.
+// The two rows' values of route `route` at sorted position p before the activation (GATED) or
+// the router weight: acc (* a_scale) (* input-side router weight) * w_scale + bias.
+template <bool INT8>
+__device__ __forceinline__ void row_pair_values(const MoeGemmArgs& g, int64_t p, int32_t route,
+                                                float acc0, float acc1, const float (&s)[2],
+                                                const float (&bv)[2], float& v0, float& v1) {
+  float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
+  if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
+  v0 = acc0 * in_mul * s[0] + bv[0];
+  v1 = acc1 * in_mul * s[1] + bv[1];
+}
+// GEMM2's output value of a route's row: v times the route's router weight, rounded to T.
+template <typename T>
+__device__ __forceinline__ T route_out_value(const MoeGemmArgs& g, int32_t route, float v) {
+  const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
+  return Elem<T>::from_float(v * w);
+}
 template <typename T, bool INT8, bool GATED>
 __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
                                                float acc0, float acc1, const int64_t (&row)[2],
                                                const float (&s)[2], const float (&bv)[2],
                                                int64_t j, int64_t out_offset = 0) {
-  float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
-  if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
-  const float v0 = acc0 * in_mul * s[0] + bv[0];
-  const float v1 = acc1 * in_mul * s[1] + bv[1];
+  float v0, v1;
+  row_pair_values<INT8>(g, p, route, acc0, acc1, s, bv, v0, v1);
   if constexpr (GATED) {
     if (row[0] < 0) return;
     const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
     static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
   } else {
-    const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
     T* out = static_cast<T*>(g.out) + out_offset + static_cast<int64_t>(route) * g.N;
-    if (row[0] >= 0) out[row[0]] = Elem<T>::from_float(v0 * w);
-    if (row[1] >= 0) out[row[1]] = Elem<T>::from_float(v1 * w);
+    if (row[0] >= 0) out[row[0]] = route_out_value<T>(g, route, v0);
+    if (row[1] >= 0) out[row[1]] = route_out_value<T>(g, route, v1);
   }
 }
 

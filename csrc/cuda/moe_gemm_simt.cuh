@@ -65,6 +65,9 @@ struct MoeGemmArgs {
   // Decode GEMM2 split over K (grid z > 1): elements from one K slice's per-route rows in out
   // to the next slice's.
   int64_t split_stride;
+  // wgmma GEMM2: the output tile staged in shared memory and written as 16-byte pieces of whole
+  // route rows (moe_gemm_wgmma.cuh) instead of each thread's 2-byte values; the same bits.
+  bool stage_out;
 };
 
 // Weight row of virtual column v of a tile starting at n0. GATED: 0..31 gate, 32..63 up of

@@ -524,6 +524,48 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   load_row_scale_bias<T>(g, e, row, s, bv);
   int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
   if constexpr (LDSM && GATED) j = (j & ~int64_t{15}) | perm16_position(static_cast<int>(j & 15));
+  if constexpr (!GATED) {
+    if (g.stage_out) {
+      // GEMM2's tile through shared memory: each thread's values (2 bytes apart by 8 rows, 4 routes
+      // a warp store: half-written 32-byte sectors) staged as [route][row], then written as
+      // 16-byte pieces of whole route rows (a route's ROWS values are contiguous in its output
+      // row). The ring is free once both warpgroups' products have retired (the barrier).
+      // SROW: ROWS + 8 elements a staged route (16 bytes over: the 8 routes of a warp's staging
+      // stores land 8 banks apart, and a row stays 16-byte aligned).
+      constexpr int SROW = ROWS + 8;
+      static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
+                    "the staged tile fits the ring");
+      T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
+      __syncthreads();
+#pragma unroll
+      for (int n = 0; n < BN / 8; ++n) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int rl = n * 8 + 2 * q + i;
+          const int32_t route = g.sorted_routes[pos0 + rl];
+          if (route < 0) continue;
+          float v0, v1;
+          row_pair_values<INT8>(g, pos0 + rl, route, static_cast<float>(acc[4 * n + i]),
+                                static_cast<float>(acc[4 * n + 2 + i]), s, bv, v0, v1);
+          stage[rl * SROW + r] = route_out_value<T>(g, route, v0);
+          stage[rl * SROW + r + 8] = route_out_value<T>(g, route, v1);
+        }
+      }
+      __syncthreads();
+      constexpr int ROW_PIECES = ROWS / 8;  // 16-byte pieces of a staged route row
+      // N % 8 == 0 (H % 16): a piece is all inside N or all beyond it.
+      for (int idx = tid; idx < BN * ROW_PIECES; idx += THREADS) {
+        const int rl = idx / ROW_PIECES, piece = idx % ROW_PIECES;
+        const int32_t route = g.sorted_routes[pos0 + rl];
+        const int64_t col = tile0 + piece * 8;
+        if (route < 0 || col >= g.N) continue;
+        *reinterpret_cast<uint4*>(static_cast<T*>(g.out) + static_cast<int64_t>(route) * g.N +
+                                  col) = *reinterpret_cast<const uint4*>(stage + rl * SROW +
+                                                                         piece * 8);
+      }
+      return;
+    }
+  }
 #pragma unroll
   for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
