@@ -782,11 +782,10 @@ def test_wgmma_warpgroup_rule(monkeypatch, M, I, wide):
 # all against the reference. Rows that leave the last threads' or lanes' packs partly empty
 # (H = 208, I = 176), 1, 2 and 4 packs per thread (I = 8000: 1000 threads of 1 pack, too long for
 # a warp; 14336: 896 of 2; 16400: 513 of 4), 8 packs a lane (H = 2048), x's rows too long for a
-# warp (H = 4096: its intermediate's rows take one), a row beyond 1024
-# threads of 4 packs (I = 32784: looped either way), the input-side router weight (k = 1, x's
-# rows scaled first), decode and tensor-core prefill paths, the default rule on both sides of
-# its threshold (600 and 1200 routes), both dtypes, over poisoned workspace. The profiler shows
-# which form ran.
+# warp (H = 4096: its intermediate's rows take one), a row beyond 1024 threads of 4 packs
+# (I = 32784: looped either way), the input-side router weight (k = 1, x's rows scaled first),
+# decode and tensor-core prefill paths, the default rule on both sides of its threshold (600 and
+# 1200 routes), both dtypes, over poisoned workspace. The profiler shows which form ran.
 @pytest.mark.parametrize("M,H,I,E,k,weight_on_input", [
     (1, 208, 176, 8, 4, False),
     (3, 4096, 176, 8, 2, False),

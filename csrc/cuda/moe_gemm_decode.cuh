@@ -115,14 +115,6 @@ __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
   }
 }
 
-// One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
-// route's sorted position p, intermediate column j, rounded to T in both modes (W8A8 quantizes
-// it per token next: half the bytes of an fp32 round trip, as vLLM's; benchmarks/NOTES.md,
-// variant 55); else the two output rows of the route times its router weight, rounded to T
-// (the per-route rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset:
-// elements to the rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
-// (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
-// applied here.
 // The two rows' values of route `route` at sorted position p before the activation (GATED) or
 // the router weight: acc (* a_scale) (* input-side router weight) * w_scale + bias.
 template <bool INT8>
@@ -140,6 +132,14 @@ __device__ __forceinline__ T route_out_value(const MoeGemmArgs& g, int32_t route
   const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
   return Elem<T>::from_float(v * w);
 }
+// One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
+// route's sorted position p, intermediate column j, rounded to T in both modes (W8A8 quantizes
+// it per token next: half the bytes of an fp32 round trip, as vLLM's; benchmarks/NOTES.md,
+// variant 55); else the two output rows of the route times its router weight, rounded to T
+// (the per-route rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset:
+// elements to the rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
+// (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
+// applied here.
 template <typename T, bool INT8, bool GATED>
 __device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
                                                float acc0, float acc1, const int64_t (&row)[2],
