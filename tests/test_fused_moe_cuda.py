@@ -216,6 +216,19 @@ def test_wgmma_forced_block_routes(monkeypatch, bn, wg, act_quant, activation):
     check(case, act_quant=act_quant, activation=activation)
 
 
+def forced_wgmma_case(monkeypatch, M, H, I, k, dtype, seed, bn, wg="auto"):
+    """Skips off a wgmma device; else forces the wgmma path at `bn` routes per tile and `wg`
+    warpgroups per CTA, and returns a case of M tokens over 9 of 12 experts (empty ones), with
+    biases."""
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
+    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
+    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
+    return make_case(M, H, I, 12, k, dtype=dtype, device="cuda", bias=True, seed=seed,
+                     n_used_experts=9)
+
+
 # The W8A16 wgmma kernel's two main loops (INT8_MOE_WGMMA_PIPE: 0 widens a chunk's weight
 # fragments, then waits for the chunk's products; 1, the default at 128 routes per tile, widens
 # step s + 1's while steps s - 2 .. s run, across chunks, with loads one chunk less ahead) issue
@@ -229,12 +242,7 @@ def test_wgmma_forced_block_routes(monkeypatch, bn, wg, act_quant, activation):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_wgmma_w8a16_pipelines_agree(monkeypatch, H, I, M, bn, dtype, activation):
-    if not wgmma_expected():
-        pytest.skip("wgmma needs a compute capability 9.0 GPU")
-    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
-    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
-    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + H,
-                     n_used_experts=9)
+    case = forced_wgmma_case(monkeypatch, M, H, I, 3, dtype, seed=M + H, bn=bn)
     outs = []
     for pipe in ("0", "1"):
         monkeypatch.setenv("INT8_MOE_WGMMA_PIPE", pipe)
@@ -259,15 +267,9 @@ def test_wgmma_w8a16_pipelines_agree(monkeypatch, H, I, M, bn, dtype, activation
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, activation):
-    if not wgmma_expected():
-        pytest.skip("wgmma needs a compute capability 9.0 GPU")
     if wg == "4" and act_quant == "none":
         pytest.skip("4 warpgroups exist for W8A8 only")
-    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
-    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
-    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
-    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + I,
-                     n_used_experts=9)
+    case = forced_wgmma_case(monkeypatch, M, H, I, 3, dtype, seed=M + I, bn=bn, wg=wg)
     outs = []
     kw = dict(act_quant=act_quant, activation=activation)
     for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
@@ -295,12 +297,7 @@ def test_wgmma_tma_loads_agree(monkeypatch, H, I, M, bn, wg, act_quant, dtype, a
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ["silu", "swigluoai"])
 def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
-    if not wgmma_expected():
-        pytest.skip("wgmma needs a compute capability 9.0 GPU")
-    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
-    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
-    case = make_case(M, H, I, 12, 3, dtype=dtype, device="cuda", bias=True, seed=M + H,
-                     n_used_experts=9)
+    case = forced_wgmma_case(monkeypatch, M, H, I, 3, dtype, seed=M + H, bn=bn)
     for tma, gather in (("0", "0"), ("1", "0"), ("1", "1")):
         monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
         monkeypatch.setenv("INT8_MOE_WGMMA_GATHER", gather)
@@ -331,13 +328,7 @@ def test_wgmma_ldsm_fragments(monkeypatch, H, I, M, bn, dtype, activation):
 @pytest.mark.parametrize("H, I, k", [(208, 176, 3), (1040, 400, 3), (208, 176, 1)])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_wgmma_staged_output_agrees(monkeypatch, act_quant, bn, wg, H, I, k, dtype):
-    if not wgmma_expected():
-        pytest.skip("wgmma needs a compute capability 9.0 GPU")
-    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "wgmma")
-    monkeypatch.setenv("INT8_MOE_WGMMA_BN", bn)
-    monkeypatch.setenv("INT8_MOE_WGMMA_WG", wg)
-    case = make_case(300, H, I, 12, k, dtype=dtype, device="cuda", bias=True, seed=H + I + k,
-                     n_used_experts=9)
+    case = forced_wgmma_case(monkeypatch, 300, H, I, k, dtype, seed=H + I + k, bn=bn, wg=wg)
     kw = dict(act_quant=act_quant, apply_router_weight_on_input=k == 1)
     outs = []
     for tma in ("0", "1"):
