@@ -100,62 +100,95 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 }
 
-// Shared by the decode and tiled kernels' epilogues.
-// Scale and bias of a thread's two weight rows (MMA rows grp and grp + 8; -1: beyond N).
+// Shared by the decode, tiled and wgmma kernels' epilogues.
+// Scale and bias of weight row `row` of expert e (-1: beyond N; both 0).
+template <typename T>
+__device__ __forceinline__ float2 row_scale_bias(const MoeGemmArgs& g, int e, int64_t row) {
+  const T* bias = static_cast<const T*>(g.bias);
+  const int64_t base = static_cast<int64_t>(e) * g.N;
+  return make_float2(row >= 0 ? g.w_scale[base + row] : 0.0f,
+                     (row >= 0 && bias) ? Elem<T>::to_float(bias[base + row]) : 0.0f);
+}
+// ... of a thread's two weight rows (MMA rows grp and grp + 8).
 template <typename T>
 __device__ __forceinline__ void load_row_scale_bias(const MoeGemmArgs& g, int e,
                                                     const int64_t (&row)[2], float (&s)[2],
                                                     float (&bv)[2]) {
-  const T* bias = static_cast<const T*>(g.bias);
-  const int64_t base = static_cast<int64_t>(e) * g.N;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    s[h] = row[h] >= 0 ? g.w_scale[base + row[h]] : 0.0f;
-    bv[h] = (row[h] >= 0 && bias) ? Elem<T>::to_float(bias[base + row[h]]) : 0.0f;
+    const float2 sb = row_scale_bias<T>(g, e, row[h]);
+    s[h] = sb.x;
+    bv[h] = sb.y;
   }
 }
 
-// The two rows' values of route `route` at sorted position p before the activation (GATED) or
-// the router weight: acc (* a_scale) (* input-side router weight) * w_scale + bias.
+// The per-route factors of a route's values at sorted position p: in_mul multiplies the
+// accumulators before w_scale (the input-side router weight, and W8A8's a_scale of the B row),
+// out_mul GEMM2's output rows (the output-side router weight).
 template <bool INT8>
-__device__ __forceinline__ void row_pair_values(const MoeGemmArgs& g, int64_t p, int32_t route,
-                                                float acc0, float acc1, const float (&s)[2],
-                                                const float (&bv)[2], float& v0, float& v1) {
+__device__ __forceinline__ float route_in_mul(const MoeGemmArgs& g, int64_t p, int32_t route) {
   float in_mul = g.weight_on_a ? g.topk_weights[route] : 1.0f;
   if constexpr (INT8) in_mul *= g.a_scale[g.a_rows_are_tokens ? route / g.topk : p];
+  return in_mul;
+}
+__device__ __forceinline__ float route_out_mul(const MoeGemmArgs& g, int32_t route) {
+  return g.weight_on_out ? g.topk_weights[route] : 1.0f;
+}
+// A route block's entry: the route at a sorted position (-1: padding) and its two factors (1
+// for padding), looked up once per CTA (the wgmma kernels keep them in shared memory).
+struct RouteFactors {
+  int32_t route;
+  float in_mul, out_mul;
+};
+template <bool INT8>
+__device__ __forceinline__ RouteFactors route_factors(const MoeGemmArgs& g, int64_t p) {
+  const int32_t route = g.sorted_routes[p];
+  if (route < 0) return {route, 1.0f, 1.0f};
+  return {route, route_in_mul<INT8>(g, p, route), route_out_mul(g, route)};
+}
+
+// The two rows' values before the activation (GATED) or the router weight:
+// acc * in_mul * w_scale + bias.
+__device__ __forceinline__ void scale_row_pair(float acc0, float acc1, float in_mul,
+                                               const float (&s)[2], const float (&bv)[2],
+                                               float& v0, float& v1) {
   v0 = acc0 * in_mul * s[0] + bv[0];
   v1 = acc1 * in_mul * s[1] + bv[1];
 }
-// GEMM2's output value of a route's row: v times the route's router weight, rounded to T.
-template <typename T>
-__device__ __forceinline__ T route_out_value(const MoeGemmArgs& g, int32_t route, float v) {
-  const float w = g.weight_on_out ? g.topk_weights[route] : 1.0f;
-  return Elem<T>::from_float(v * w);
-}
-// One token's accumulators for the two rows to their destination. GATED: act(gate, up) at the
-// route's sorted position p, intermediate column j, rounded to T in both modes (W8A8 quantizes
-// it per token next: half the bytes of an fp32 round trip, as vLLM's; benchmarks/NOTES.md,
-// variant 55); else the two output rows of the route times its router weight, rounded to T
-// (the per-route rows the top-k sum reads, in the activation dtype as vLLM's are; out_offset:
-// elements to the rows of this CTA's K slice when GEMM2 is split over K). B is x itself, and
-// (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's B-row scale) is
-// applied here.
-template <typename T, bool INT8, bool GATED>
-__device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
-                                               float acc0, float acc1, const int64_t (&row)[2],
-                                               const float (&s)[2], const float (&bv)[2],
-                                               int64_t j, int64_t out_offset = 0) {
-  float v0, v1;
-  row_pair_values<INT8>(g, p, route, acc0, acc1, s, bv, v0, v1);
+// The two rows' values to their destination. GATED: act(gate, up) at the route's sorted
+// position p, intermediate column j, rounded to T in both modes (W8A8 quantizes it per token
+// next: half the bytes of an fp32 round trip, as vLLM's; benchmarks/NOTES.md, variant 55); else
+// the two output rows of the route times out_mul(), rounded to T (the per-route rows the top-k
+// sum reads, in the activation dtype as vLLM's are; out_offset: elements to the rows of this
+// CTA's K slice when GEMM2 is split over K). out_mul: a callable, evaluated where a row is
+// written (the decode kernels' register counts, at their bounds, depend on where that load sits).
+template <typename T, bool GATED, typename OutMul>
+__device__ __forceinline__ void store_pair_values(const MoeGemmArgs& g, int64_t p, int32_t route,
+                                                  float v0, float v1, OutMul out_mul,
+                                                  const int64_t (&row)[2], int64_t j,
+                                                  int64_t out_offset = 0) {
   if constexpr (GATED) {
     if (row[0] < 0) return;
     const float a = gated_activation(g.act, v0, v1, g.alpha, g.limit);
     static_cast<T*>(g.out)[p * (g.N / 2) + j] = Elem<T>::from_float(a);
   } else {
     T* out = static_cast<T*>(g.out) + out_offset + static_cast<int64_t>(route) * g.N;
-    if (row[0] >= 0) out[row[0]] = route_out_value<T>(g, route, v0);
-    if (row[1] >= 0) out[row[1]] = route_out_value<T>(g, route, v1);
+    if (row[0] >= 0) out[row[0]] = Elem<T>::from_float(v0 * out_mul());
+    if (row[1] >= 0) out[row[1]] = Elem<T>::from_float(v1 * out_mul());
   }
+}
+// One token's accumulators for the two rows to their destination, its factors looked up here.
+// B is x itself, and (x * w) . W == w * (x . W), so the input-side router weight (and W8A8's
+// B-row scale) is applied here.
+template <typename T, bool INT8, bool GATED>
+__device__ __forceinline__ void store_row_pair(const MoeGemmArgs& g, int64_t p, int32_t route,
+                                               float acc0, float acc1, const int64_t (&row)[2],
+                                               const float (&s)[2], const float (&bv)[2],
+                                               int64_t j, int64_t out_offset = 0) {
+  float v0, v1;
+  scale_row_pair(acc0, acc1, route_in_mul<INT8>(g, p, route), s, bv, v0, v1);
+  store_pair_values<T, GATED>(
+      g, p, route, v0, v1, [&] { return route_out_mul(g, route); }, row, j, out_offset);
 }
 
 // Direct routing (MoeGemmArgs::direct_ids) takes at most this many routes: one per lane.

@@ -34,7 +34,7 @@
 // the wait).
 //
 // Epilogue from the accumulators as mma.sync lays them out per warp (rows grp / grp + 8, routes
-// 2q / 2q + 1 of each 8-route group), through the shared store_row_pair: acc (* a_scale) *
+// 2q / 2q + 1 of each 8-route group), through the shared store_pair_values: acc (* a_scale) *
 // w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does and
 // writes the intermediate in the activation dtype (W8A8 quantizes it per token next); GEMM2
 // writes each route's row times its router weight. No split-K: deterministic.
@@ -67,12 +67,27 @@ template <typename AT, int BN>
 constexpr int wgmma_stages() {
   return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
 }
-// TMA: + one mbarrier per ring slot, after the slots.
+// After the slots: 64 bytes of mbarriers (one per slot, TMA), then the epilogue's tables: BN
+// routes' RouteFactors and 64 WG weight rows' scale and bias (wgmma_gemm_body). W8A8 at 64
+// routes still fits 3 CTAs per SM (75.6 + 1 KB of 76 KB each).
+constexpr int kWgmmaBarrierBytes = 64;
+template <int BN, int WG>
+constexpr int wgmma_table_bytes() {
+  return BN * static_cast<int>(sizeof(RouteFactors)) + 64 * WG * static_cast<int>(sizeof(float2));
+}
 template <typename AT, int BN, int WG, bool TMA = false>
 constexpr int wgmma_smem_bytes() {
   return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN, WG>() + 1024 +  // + alignment
-         (TMA ? 64 : 0);
+         kWgmmaBarrierBytes + wgmma_table_bytes<BN, WG>();
 }
+// The CTAs per SM the tile widths are tuned for (wgmma_min_ctas) in sm_90's 228 KB, 1 KB of it
+// reserved per CTA: 3 at 64 routes per tile, 2 at 128 with 2 warpgroups.
+constexpr bool wgmma_ctas_fit(int smem, int ctas) { return ctas * (smem + 1024) <= 228 * 1024; }
+static_assert(wgmma_ctas_fit(wgmma_smem_bytes<int8_t, 64, 2>(), 3) &&
+                  wgmma_ctas_fit(wgmma_smem_bytes<uint16_t, 64, 2>(), 3) &&
+                  wgmma_ctas_fit(wgmma_smem_bytes<int8_t, 128, 2>(), 2) &&
+                  wgmma_ctas_fit(wgmma_smem_bytes<uint16_t, 128, 2>(), 2),
+              "the epilogue's tables cost a CTA per SM");
 
 // Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: start address,
 // leading offset unused for swizzled K-major (1 by convention), 1024 bytes between 8-row groups.
@@ -244,6 +259,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   static_assert((WG == 2 || WG == 4) && BN % (16 * WG) == 0 && BN <= 256 / (WG / 2),
                 "WG: 2 or 4 warpgroups; BN: a multiple of 16 WG, at most 512 / WG");
   static_assert(!LDSM || (!INT8 && BN == 64 && !PIPELINED), "LDSM: wgmma_ldsm_exists only");
+  static_assert(BN <= THREADS && ROWS <= THREADS, "fill_epilogue_tables: an entry a thread");
   extern __shared__ unsigned char wgmma_smem_raw[];
 
   const RowTile rt = row_tile_of_cta(g.raster_group);
@@ -294,6 +310,11 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   static_assert(TMA || !TMA_A, "the activation tile by TMA comes with the weight tile's");
   constexpr uint32_t TMA_BYTES = A_BYTES + (TMA_A ? BN * kWgmmaBK : 0);
   const uint32_t bars = smem + STAGES * STAGE_BYTES;  // TMA: slot s's mbarrier at bars + 8 s
+  // The epilogue's tables past the barriers: the route block's factors, the tile's row scales
+  // and biases (fill_epilogue_tables).
+  auto* route_tab = reinterpret_cast<RouteFactors*>(wgmma_smem_raw + (smem - raw) +
+                                                    STAGES * STAGE_BYTES + kWgmmaBarrierBytes);
+  auto* row_tab = reinterpret_cast<float2*>(route_tab + BN);
   if constexpr (TMA) {
     if (tid == 0) {
 #pragma unroll
@@ -371,6 +392,15 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       }
     }
   };
+  // The epilogue's per-route factors (routes, router weights, W8A8's a_scale: a chain of two
+  // dependent loads) and per-row scales and biases, looked up while the first chunks are in
+  // flight (after the prologue's loads are issued) instead of after the main loop, where ncu
+  // found W8A8's GEMM2 at Qwen3-30B-A3B stalled on them half the time (benchmarks/NOTES.md,
+  // variant 66). Read after the main loop's barriers.
+  auto fill_epilogue_tables = [&]() {
+    if (tid < BN) route_tab[tid] = route_factors<INT8>(g, pos0 + tid);
+    if (tid < ROWS) row_tab[tid] = row_scale_bias<T>(g, e, weight_row(tid));
+  };
   Acc acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
@@ -419,6 +449,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       if (s < chunks64) load_chunk_selects(s, s);
       cp_async_commit();
     }
+    fill_epilogue_tables();
     uint32_t a[4][4];
     for (int64_t c = 0; c < chunks64; ++c) {
       cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
@@ -449,6 +480,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       if (s < chunks) load_chunk(s, s);
       cp_async_commit();
     }
+    fill_epilogue_tables();
     int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
     for (int c = 0; c < chunks; ++c) {
       cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
@@ -515,13 +547,16 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   wgmma_wait<0>();
   wgmma_fence_operands(acc);
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the CTA exits
+  // Both warpgroups' products have retired (the ring is free for the staged output), and every
+  // thread's table entries are visible.
+  __syncthreads();
 
   // Accumulator d[4n + i] is (row grp, route 8n + 2q + i) and d[4n + 2 + i] (row grp + 8, same
   // route) of warp wq's 16 rows of this warpgroup's 64.
   const int r = wg * 64 + wq * 16 + grp;
   const int64_t row[2] = {weight_row(r), weight_row(r + 8)};
-  float s[2], bv[2];
-  load_row_scale_bias<T>(g, e, row, s, bv);
+  const float2 sb0 = row_tab[r], sb1 = row_tab[r + 8];
+  const float s[2] = {sb0.x, sb1.x}, bv[2] = {sb0.y, sb1.y};
   int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
   if constexpr (LDSM && GATED) j = (j & ~int64_t{15}) | perm16_position(static_cast<int>(j & 15));
   if constexpr (!GATED) {
@@ -529,26 +564,25 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       // GEMM2's tile through shared memory: each thread's values (2 bytes apart by 8 rows, 4 routes
       // a warp store: half-written 32-byte sectors) staged as [route][row], then written as
       // 16-byte pieces of whole route rows (a route's ROWS values are contiguous in its output
-      // row). The ring is free once both warpgroups' products have retired (the barrier).
+      // row). The ring is free (the barrier above).
       // SROW: ROWS + 8 elements a staged route (16 bytes over: the 8 routes of a warp's staging
       // stores land 8 banks apart, and a row stays 16-byte aligned).
       constexpr int SROW = ROWS + 8;
       static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
                     "the staged tile fits the ring");
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
-      __syncthreads();
 #pragma unroll
       for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const int rl = n * 8 + 2 * q + i;
-          const int32_t route = g.sorted_routes[pos0 + rl];
-          if (route < 0) continue;
+          const RouteFactors f = route_tab[rl];
+          if (f.route < 0) continue;
           float v0, v1;
-          row_pair_values<INT8>(g, pos0 + rl, route, static_cast<float>(acc[4 * n + i]),
-                                static_cast<float>(acc[4 * n + 2 + i]), s, bv, v0, v1);
-          stage[rl * SROW + r] = route_out_value<T>(g, route, v0);
-          stage[rl * SROW + r + 8] = route_out_value<T>(g, route, v1);
+          scale_row_pair(static_cast<float>(acc[4 * n + i]),
+                         static_cast<float>(acc[4 * n + 2 + i]), f.in_mul, s, bv, v0, v1);
+          stage[rl * SROW + r] = Elem<T>::from_float(v0 * f.out_mul);
+          stage[rl * SROW + r + 8] = Elem<T>::from_float(v1 * f.out_mul);
         }
       }
       __syncthreads();
@@ -556,7 +590,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       // N % 8 == 0 (H % 16): a piece is all inside N or all beyond it.
       for (int idx = tid; idx < BN * ROW_PIECES; idx += THREADS) {
         const int rl = idx / ROW_PIECES, piece = idx % ROW_PIECES;
-        const int32_t route = g.sorted_routes[pos0 + rl];
+        const int32_t route = route_tab[rl].route;
         const int64_t col = tile0 + piece * 8;
         if (route < 0 || col >= g.N) continue;
         *reinterpret_cast<uint4*>(static_cast<T*>(g.out) + static_cast<int64_t>(route) * g.N +
@@ -570,11 +604,14 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int64_t p = pos0 + n * 8 + 2 * q + i;
-      const int32_t route = g.sorted_routes[p];
-      if (route < 0) continue;
-      store_row_pair<T, INT8, GATED>(g, p, route, static_cast<float>(acc[4 * n + i]),
-                                     static_cast<float>(acc[4 * n + 2 + i]), row, s, bv, j);
+      const int rl = n * 8 + 2 * q + i;
+      const RouteFactors f = route_tab[rl];
+      if (f.route < 0) continue;
+      float v0, v1;
+      scale_row_pair(static_cast<float>(acc[4 * n + i]), static_cast<float>(acc[4 * n + 2 + i]),
+                     f.in_mul, s, bv, v0, v1);
+      store_pair_values<T, GATED>(
+          g, pos0 + rl, f.route, v0, v1, [&] { return f.out_mul; }, row, j);
     }
   }
 #else
