@@ -67,21 +67,23 @@ template <typename AT, int BN>
 constexpr int wgmma_stages() {
   return sizeof(AT) == 2 || BN == 256 ? 4 : 3;
 }
-// After the slots: 64 bytes of mbarriers (one per slot, TMA), then the epilogue's tables: BN
-// routes' RouteFactors and 64 WG weight rows' scale and bias (wgmma_gemm_body). W8A8 at 64
-// routes still fits 3 CTAs per SM (75.6 + 1 KB of 76 KB each).
+// After the slots: 64 bytes of mbarriers (one per slot, TMA; the cp.async kernels leave them
+// unused), then the epilogue's tables: BN routes' RouteFactors and 64 WG weight rows' scale and
+// bias (wgmma_gemm_body). W8A8 at 64 routes still fits 3 CTAs per SM: 74.8 KB each, and 1 KB
+// the driver reserves per CTA, of the 76 KB a third.
 constexpr int kWgmmaBarrierBytes = 64;
 template <int BN, int WG>
 constexpr int wgmma_table_bytes() {
   return BN * static_cast<int>(sizeof(RouteFactors)) + 64 * WG * static_cast<int>(sizeof(float2));
 }
-template <typename AT, int BN, int WG, bool TMA = false>
+template <typename AT, int BN, int WG>
 constexpr int wgmma_smem_bytes() {
   return wgmma_stages<AT, BN>() * wgmma_stage_bytes<AT, BN, WG>() + 1024 +  // + alignment
          kWgmmaBarrierBytes + wgmma_table_bytes<BN, WG>();
 }
 // The CTAs per SM the tile widths are tuned for (wgmma_min_ctas) in sm_90's 228 KB, 1 KB of it
-// reserved per CTA: 3 at 64 routes per tile, 2 at 128 with 2 warpgroups.
+// reserved per CTA: 3 at 64 routes per tile, 2 at 128 with 2 warpgroups (uint16_t: W8A16's
+// 2-byte activations; only the size matters).
 constexpr bool wgmma_ctas_fit(int smem, int ctas) { return ctas * (smem + 1024) <= 228 * 1024; }
 static_assert(wgmma_ctas_fit(wgmma_smem_bytes<int8_t, 64, 2>(), 3) &&
                   wgmma_ctas_fit(wgmma_smem_bytes<uint16_t, 64, 2>(), 3) &&
@@ -745,7 +747,7 @@ cudaError_t launch_wgmma_gemm_tma(const MoeGemmArgs& g, int64_t max_blocks,
     return launch_wgmma_gemm_bn<T, AT, BN, GATED, WG, PIPELINED, LDSM>(g, max_blocks, stream);
   auto launch = [&](auto* kernel) {
     return launch_row_tiles<GATED>(kernel, g, max_blocks, 128 * WG,
-                                   wgmma_smem_bytes<AT, BN, WG, true>(),
+                                   wgmma_smem_bytes<AT, BN, WG>(),
                                    BN * g.K * static_cast<int64_t>(sizeof(AT)), stream, 64 * WG,
                                    wmap, amap);
   };
