@@ -49,6 +49,50 @@ __global__ void __launch_bounds__(256)
     q[r * K + i] = quantize_activation_value(Elem<T>::to_float(ar[i]) * m, s);
 }
 
+// One thread's 16-byte packs of a row held in registers: packs first, first + stride, ... below
+// n_vec (at most VPT), all loaded before the first is used (one memory round trip per row). The
+// register and warp forms below differ only in first / stride and in how the max is reduced
+// across threads.
+template <typename T, int VPT, typename I>
+struct RowPacks {
+  static constexpr int V = 16 / sizeof(T);
+  Pack<T, V> v[VPT];  // (left unset where !has(i))
+  I first, stride;
+  int64_t n_vec;
+  __device__ __forceinline__ RowPacks(I first_, I stride_, int64_t n_vec_)
+      : first(first_), stride(stride_), n_vec(n_vec_) {}
+  __device__ __forceinline__ bool has(int i) const {
+    return first + static_cast<I>(i) * stride < n_vec;
+  }
+  __device__ __forceinline__ void load(const Pack<T, V>* src) {
+#pragma unroll
+    for (int i = 0; i < VPT; ++i)
+      if (has(i)) v[i] = src[first + static_cast<I>(i) * stride];
+  }
+  // max |value * m| over this thread's packs (0 with none).
+  __device__ __forceinline__ float abs_max(float m) const {
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < VPT; ++i)
+      if (has(i))
+#pragma unroll
+        for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
+    return amax;
+  }
+  // The packs times m quantized with the row's scale s into dst (the row's int8 packs).
+  __device__ __forceinline__ void store_quantized(Pack<int8_t, V>* dst, float m, float s) const {
+#pragma unroll
+    for (int i = 0; i < VPT; ++i) {
+      if (!has(i)) continue;
+      Pack<int8_t, V> out;
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
+      dst[first + static_cast<I>(i) * stride] = out;
+    }
+  }
+};
+
 // The same quantization with the row held in registers: one block of blockDim.x threads (a
 // multiple of 32, at most 1024) per row, thread t holding the row's 16-byte packs t,
 // t + blockDim.x, ... (at most VPT of them), all loaded before the first is used, so a row costs
@@ -65,36 +109,16 @@ __global__ void __launch_bounds__(1024)
   pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   if (valid != nullptr && valid[r] < 0) return;
-  constexpr int V = 16 / sizeof(T);
-  const int64_t n_vec = K / V;
-  const Pack<T, V>* src = reinterpret_cast<const Pack<T, V>*>(a + r * K);
+  using Row = RowPacks<T, VPT, int64_t>;
+  const int64_t n_vec = K / Row::V;
+  const auto* src = reinterpret_cast<const Pack<T, Row::V>*>(a + r * K);
   const float m = mul ? mul[r] : 1.0f;
-  Pack<T, V> v[VPT];
-#pragma unroll
-  for (int i = 0; i < VPT; ++i) {
-    const int64_t j = threadIdx.x + static_cast<int64_t>(i) * blockDim.x;
-    if (j < n_vec) v[i] = src[j];
-  }
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < VPT; ++i)
-    if (threadIdx.x + static_cast<int64_t>(i) * blockDim.x < n_vec)
-#pragma unroll
-      for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
-  amax = block_max<32>(amax, static_cast<int>(blockDim.x / 32));
+  Row row(threadIdx.x, blockDim.x, n_vec);
+  row.load(src);
+  const float amax = block_max<32>(row.abs_max(m), static_cast<int>(blockDim.x / 32));
   const float s = activation_scale_from_amax(amax);
   if (threadIdx.x == 0) scale[r] = s;
-  Pack<int8_t, V>* dst = reinterpret_cast<Pack<int8_t, V>*>(q + r * K);
-#pragma unroll
-  for (int i = 0; i < VPT; ++i) {
-    const int64_t j = threadIdx.x + static_cast<int64_t>(i) * blockDim.x;
-    if (j >= n_vec) continue;
-    Pack<int8_t, V> out;
-#pragma unroll
-    for (int e = 0; e < V; ++e)
-      out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
-    dst[j] = out;
-  }
+  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s);
 }
 
 // The same quantization with one warp per row, 8 rows a block of 256 threads: lane l holds the
@@ -113,34 +137,17 @@ __global__ void __launch_bounds__(256)
   const int64_t r = blockIdx.x * 8ll + threadIdx.x / 32;
   if (r >= rows || (valid != nullptr && valid[r] < 0)) return;  // whole warps leave
   const int lane = threadIdx.x % 32;
-  constexpr int V = 16 / sizeof(T);
-  const int64_t n_vec = K / V;
-  const Pack<T, V>* src = reinterpret_cast<const Pack<T, V>*>(a + r * K);
+  using Row = RowPacks<T, VPT, int>;
+  Row row(lane, 32, K / Row::V);
+  const auto* src = reinterpret_cast<const Pack<T, Row::V>*>(a + r * K);
   const float m = mul ? mul[r] : 1.0f;
-  Pack<T, V> v[VPT];
-#pragma unroll
-  for (int i = 0; i < VPT; ++i)
-    if (lane + 32 * i < n_vec) v[i] = src[lane + 32 * i];
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < VPT; ++i)
-    if (lane + 32 * i < n_vec)
-#pragma unroll
-      for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
+  row.load(src);
+  float amax = row.abs_max(m);
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
   const float s = activation_scale_from_amax(amax);
   if (lane == 0) scale[r] = s;
-  Pack<int8_t, V>* dst = reinterpret_cast<Pack<int8_t, V>*>(q + r * K);
-#pragma unroll
-  for (int i = 0; i < VPT; ++i) {
-    if (lane + 32 * i >= n_vec) continue;
-    Pack<int8_t, V> out;
-#pragma unroll
-    for (int e = 0; e < V; ++e)
-      out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
-    dst[lane + 32 * i] = out;
-  }
+  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s);
 }
 
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),

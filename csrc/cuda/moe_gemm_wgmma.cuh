@@ -561,6 +561,23 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   const float s[2] = {sb0.x, sb1.x}, bv[2] = {sb0.y, sb1.y};
   int64_t j = tile0 + (r / 16) * 8 + r % 8;  // GATED: intermediate column
   if constexpr (LDSM && GATED) j = (j & ~int64_t{15}) | perm16_position(static_cast<int>(j & 15));
+  // This thread's value pairs (its two rows of each route) scaled, acc * in_mul * w_scale + bias,
+  // each handed to emit(rl, its route's factors, v0, v1); padding routes skipped.
+  auto each_scaled_pair = [&](auto&& emit) {
+#pragma unroll
+    for (int n = 0; n < BN / 8; ++n) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int rl = n * 8 + 2 * q + i;
+        const RouteFactors f = route_tab[rl];
+        if (f.route < 0) continue;
+        float v0, v1;
+        scale_row_pair(static_cast<float>(acc[4 * n + i]),
+                       static_cast<float>(acc[4 * n + 2 + i]), f.in_mul, s, bv, v0, v1);
+        emit(rl, f, v0, v1);
+      }
+    }
+  };
   if constexpr (!GATED) {
     if (g.stage_out) {
       // GEMM2's tile through shared memory: each thread's values (2 bytes apart by 8 rows, 4 routes
@@ -573,20 +590,10 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
                     "the staged tile fits the ring");
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
-#pragma unroll
-      for (int n = 0; n < BN / 8; ++n) {
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          const int rl = n * 8 + 2 * q + i;
-          const RouteFactors f = route_tab[rl];
-          if (f.route < 0) continue;
-          float v0, v1;
-          scale_row_pair(static_cast<float>(acc[4 * n + i]),
-                         static_cast<float>(acc[4 * n + 2 + i]), f.in_mul, s, bv, v0, v1);
-          stage[rl * SROW + r] = Elem<T>::from_float(v0 * f.out_mul);
-          stage[rl * SROW + r + 8] = Elem<T>::from_float(v1 * f.out_mul);
-        }
-      }
+      each_scaled_pair([&](int rl, const RouteFactors& f, float v0, float v1) {
+        stage[rl * SROW + r] = Elem<T>::from_float(v0 * f.out_mul);
+        stage[rl * SROW + r + 8] = Elem<T>::from_float(v1 * f.out_mul);
+      });
       __syncthreads();
       constexpr int ROW_PIECES = ROWS / 8;  // 16-byte pieces of a staged route row
       // N % 8 == 0 (H % 16): a piece is all inside N or all beyond it.
@@ -602,20 +609,10 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       return;
     }
   }
-#pragma unroll
-  for (int n = 0; n < BN / 8; ++n) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int rl = n * 8 + 2 * q + i;
-      const RouteFactors f = route_tab[rl];
-      if (f.route < 0) continue;
-      float v0, v1;
-      scale_row_pair(static_cast<float>(acc[4 * n + i]), static_cast<float>(acc[4 * n + 2 + i]),
-                     f.in_mul, s, bv, v0, v1);
-      store_pair_values<T, GATED>(
-          g, pos0 + rl, f.route, v0, v1, [&] { return f.out_mul; }, row, j);
-    }
-  }
+  each_scaled_pair([&](int rl, const RouteFactors& f, float v0, float v1) {
+    store_pair_values<T, GATED>(
+        g, pos0 + rl, f.route, v0, v1, [&] { return f.out_mul; }, row, j);
+  });
 #else
   __trap();  // launched only where wgmma_supported() (an sm_90a build on a 9.0 device)
 #endif
