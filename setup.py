@@ -61,7 +61,7 @@ def extension():
         nvcc_flags.append("-DINT8_MOE_HAS_SM90A")
     return cpp_extension.CUDAExtension(
         "int8_moe._C",
-        srcs + sources("cuda/*.cu"),
+        srcs + sources("cuda/*.cu") + sources("cuda/instances/*.cu"),
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags + ["-DINT8_MOE_WITH_CUDA"], "nvcc": nvcc_flags},
         extra_link_args=link_args,

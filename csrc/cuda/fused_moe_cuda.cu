@@ -19,6 +19,7 @@
 #include "../common/functional.h"
 #include "../common/moe_args.h"
 #include "dispatch.cuh"
+#include "gemm_instances.cuh"
 #include "moe_epilogue_kernels.cuh"
 #include "moe_gemm_decode.cuh"
 #include "moe_gemm_simt.cuh"
@@ -29,6 +30,9 @@
 #include "pdl.cuh"
 
 namespace int8_moe {
+// The GEMM launchers live in csrc/cuda/instances/ (compiled in parallel), not here.
+INT8_MOE_FOR_EACH_GEMM_TYPES(INT8_MOE_EXTERN_GEMM_LAUNCHERS)
+
 namespace {
 
 struct Routing {
@@ -658,18 +662,24 @@ template <typename T, bool GATED>
 void gemm_w8a8(GemmPath path, const MoeGemmArgs& g, int64_t max_blocks, int BM, int wg, bool tma,
                int64_t simt_tiles, const DecodeChain& chain, cudaStream_t stream,
                int splits = 1) {
-  if (path == GemmPath::kDecode) {
-    gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream, splits);
-  } else if (path == GemmPath::kTiled) {
-    const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
-    C10_CUDA_CHECK(err);
-  } else if (path == GemmPath::kWgmma) {
-    const cudaError_t err =
-        launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream, false, tma);
-    C10_CUDA_CHECK(err);
-  } else {
-    launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
+  if constexpr (!std::is_same_v<T, float>) {  // fp32 activations always take kSimt
+    if (path == GemmPath::kDecode) {
+      gemm_decode<T, int8_t, GATED>(g, max_blocks, BM, chain, /*early=*/true, stream, splits);
+      return;
+    }
+    if (path == GemmPath::kTiled) {
+      const cudaError_t err = launch_tiled_gemm<T, int8_t, GATED>(g, max_blocks, BM, stream);
+      C10_CUDA_CHECK(err);
+      return;
+    }
+    if (path == GemmPath::kWgmma) {
+      const cudaError_t err =
+          launch_wgmma_gemm<T, int8_t, GATED>(g, max_blocks, BM, wg, stream, false, tma);
+      C10_CUDA_CHECK(err);
+      return;
+    }
   }
+  launch_simt<int8_t, T, GATED, true>(g, max_blocks, simt_tiles, stream);
 }
 
 template <typename T>

@@ -36,7 +36,7 @@
 
 #include "int8_widen.cuh"
 #include "moe_gemm_simt.cuh"
-#include "moe_routing.cuh"
+#include "route_lookup.cuh"
 #include "pdl.cuh"
 
 namespace int8_moe {

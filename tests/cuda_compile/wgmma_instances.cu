@@ -3,19 +3,15 @@
 // sm_90a by tests/test_cuda_compile.py, which reads ptxas's register counts: each kernel must
 // keep the CTAs per SM its shared memory allows (an instance 10 registers over 128 at 128 routes
 // per tile runs one CTA per SM and took 1.2-1.4x the time; benchmarks/NOTES.md, variant 49).
-#include "cuda/moe_gemm_wgmma.cuh"
+#include "cuda/gemm_instances.cuh"
 
 namespace int8_moe {
-#define INT8_MOE_WGMMA_INSTANCE(T, AT, GATED)                                               \
-  template cudaError_t launch_wgmma_gemm<T, AT, GATED>(const MoeGemmArgs&, int64_t, int, int, \
-                                                       cudaStream_t, bool, bool, bool);
-INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, __nv_bfloat16, true)
-INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, __nv_bfloat16, false)
-INT8_MOE_WGMMA_INSTANCE(__half, __half, true)
-INT8_MOE_WGMMA_INSTANCE(__half, __half, false)
-INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, int8_t, true)
-INT8_MOE_WGMMA_INSTANCE(__nv_bfloat16, int8_t, false)
-INT8_MOE_WGMMA_INSTANCE(__half, int8_t, true)
-INT8_MOE_WGMMA_INSTANCE(__half, int8_t, false)
-#undef INT8_MOE_WGMMA_INSTANCE
+INT8_MOE_WGMMA_LAUNCHER(, __nv_bfloat16, __nv_bfloat16, true)
+INT8_MOE_WGMMA_LAUNCHER(, __nv_bfloat16, __nv_bfloat16, false)
+INT8_MOE_WGMMA_LAUNCHER(, __half, __half, true)
+INT8_MOE_WGMMA_LAUNCHER(, __half, __half, false)
+INT8_MOE_WGMMA_LAUNCHER(, __nv_bfloat16, int8_t, true)
+INT8_MOE_WGMMA_LAUNCHER(, __nv_bfloat16, int8_t, false)
+INT8_MOE_WGMMA_LAUNCHER(, __half, int8_t, true)
+INT8_MOE_WGMMA_LAUNCHER(, __half, int8_t, false)
 }  // namespace int8_moe
