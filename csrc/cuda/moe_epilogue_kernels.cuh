@@ -43,10 +43,10 @@ __global__ void __launch_bounds__(256)
   for (int64_t i = threadIdx.x; i < K; i += 256)
     amax = fmaxf(amax, fabsf(Elem<T>::to_float(ar[i]) * m));
   amax = block_max<8>(amax, 8);
-  const float s = activation_scale_from_amax(amax);
+  const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (threadIdx.x == 0) scale[r] = s;
   for (int64_t i = threadIdx.x; i < K; i += 256)
-    q[r * K + i] = quantize_activation_value(Elem<T>::to_float(ar[i]) * m, s);
+    q[r * K + i] = quantize_activation_fast(Elem<T>::to_float(ar[i]) * m, s, inv);
 }
 
 // One thread's 16-byte packs of a row held in registers: packs first, first + stride, ... below
@@ -79,15 +79,17 @@ struct RowPacks {
         for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
     return amax;
   }
-  // The packs times m quantized with the row's scale s into dst (the row's int8 packs).
-  __device__ __forceinline__ void store_quantized(Pack<int8_t, V>* dst, float m, float s) const {
+  // The packs times m quantized with the row's scale s (inv = 1 / s) into dst (the row's int8
+  // packs): quantize_activation_value's bits (quantize_activation_fast).
+  __device__ __forceinline__ void store_quantized(Pack<int8_t, V>* dst, float m, float s,
+                                                  float inv) const {
 #pragma unroll
     for (int i = 0; i < VPT; ++i) {
       if (!has(i)) continue;
       Pack<int8_t, V> out;
 #pragma unroll
       for (int e = 0; e < V; ++e)
-        out.v[e] = quantize_activation_value(Elem<T>::to_float(v[i].v[e]) * m, s);
+        out.v[e] = quantize_activation_fast(Elem<T>::to_float(v[i].v[e]) * m, s, inv);
       dst[first + static_cast<I>(i) * stride] = out;
     }
   }
@@ -116,9 +118,9 @@ __global__ void __launch_bounds__(1024)
   Row row(threadIdx.x, blockDim.x, n_vec);
   row.load(src);
   const float amax = block_max<32>(row.abs_max(m), static_cast<int>(blockDim.x / 32));
-  const float s = activation_scale_from_amax(amax);
+  const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (threadIdx.x == 0) scale[r] = s;
-  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s);
+  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s, inv);
 }
 
 // The same quantization with one warp per row, 8 rows a block of 256 threads: lane l holds the
@@ -145,9 +147,9 @@ __global__ void __launch_bounds__(256)
   float amax = row.abs_max(m);
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float s = activation_scale_from_amax(amax);
+  const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (lane == 0) scale[r] = s;
-  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s);
+  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s, inv);
 }
 
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
