@@ -807,6 +807,49 @@ def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dt
         ops.fused_moe(*case.args(), act_quant="per_token")
 
 
+# The top-k sum with its route rows staged in shared memory by cp.async
+# (moe_topk_sum_staged_kernel: by default from 1024 tokens for bf16 / fp16, k <= 8;
+# INT8_MOE_TOPK_SUM_STAGED = 0 | 1 forces it) against the register form, bit for bit, and the
+# reference: 9000 tokens (grid-stride items), rows of 1040 values, padding rows (uneven, empty
+# experts), hostile ids (-1, out of range) with and without an expert map, int64 ids, k = 1 with
+# the input-side weight, both dtypes, both activation modes, over poisoned workspace; the rule on
+# both sides of its threshold (1000 and 1100 tokens). The profiler shows which kernel ran.
+@pytest.mark.parametrize("k, weight_on_input, mapped", [(3, False, False), (3, False, True),
+                                                        (1, True, False)])
+@pytest.mark.parametrize("act_quant", ["none", "per_token"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_topk_sum_staged_agrees(monkeypatch, k, weight_on_input, mapped, act_quant, dtype):
+    case = make_case(9000, 1040, 176, 12, k, dtype=dtype, device="cuda", bias=True, seed=k + 70,
+                     n_used_experts=9, id_dtype=torch.int64 if weight_on_input else torch.int32)
+    kw = dict(act_quant=act_quant, apply_router_weight_on_input=weight_on_input)
+    if k == 3:
+        case.topk_ids[::5, 1] = -1
+        case.topk_ids[3::7, 2] = 40
+    if mapped:
+        kw["expert_map"] = torch.tensor([3, -1, 0, 7, -1, 100, 1, 2, 5, 4, -3, 6],
+                                        dtype=torch.int32, device="cuda")
+
+    def staged_ran(case):
+        names = kernel_names(case, **case.bias_kwargs(), **kw)
+        assert any("moe_topk_sum" in n for n in names), names
+        return any("moe_topk_sum_staged_kernel" in n for n in names)
+
+    outs = []
+    for staged in ("0", "1", "auto"):
+        monkeypatch.setenv("INT8_MOE_TOPK_SUM_STAGED", staged)
+        poison_cached_memory()
+        outs.append(check(case, dtype, **kw))
+        assert staged_ran(case) == (staged != "0")
+    for other in outs[1:]:
+        assert torch.equal(outs[0], other)
+    for M in (1000, 1100):
+        small = make_case(M, 64, 32, 4, k, dtype=dtype, device="cuda", seed=M)
+        assert staged_ran(small) == (M >= 1024)
+    monkeypatch.setenv("INT8_MOE_TOPK_SUM_STAGED", "2")
+    with pytest.raises(RuntimeError, match="INT8_MOE_TOPK_SUM_STAGED must be auto, 0 or 1"):
+        ops.fused_moe(*case.args(), **kw)
+
+
 # GEMM2 split over K (INT8_MOE_DECODE_SPLITK): each K slice writes partial per-route rows that
 # the top-k sum adds in a fixed order. K = I = 176 is 2.75 chunks of 64, so 4 slices leave the
 # last one empty (partials of zero, no bias) and 2 slices a short one; the bias is added once;

@@ -249,6 +249,20 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
   return found;
 }
 
+// Whether the top-k sum stages its route rows in shared memory (moe_topk_sum_staged_kernel):
+// for 2-byte activations with 8-wide loads, unsplit, k <= 8, from kTopkSumStagedMinTokens
+// tokens (INT8_MOE_TOPK_SUM_STAGED = 0 | 1 forces it off or on where it applies). H200 per call
+// (benchmarks/NOTES.md, variant 68; register / staged us): Qwen3-30B-A3B M = 64 2.7 / 3.4
+// (few blocks: the shared-memory round trip shows), 1024 14.5 / 14.8, 4096 53.6 / 48.0, 16384
+// 214 / 172; Mixtral-8x7B (k = 2: 32 bytes in flight per thread in registers) 64 2.9 / 2.5,
+// 1024 21.6 / 10.3, 16384 349 / 140.
+constexpr int64_t kTopkSumStagedMinTokens = 1024;
+bool topk_sum_staged(const MoeProblem& p, bool vec8, int splits, size_t elem_bytes) {
+  const int forced = choice_knob("INT8_MOE_TOPK_SUM_STAGED", {0, 1});
+  if (elem_bytes != 2 || !vec8 || splits != 1 || p.topk > 8) return false;
+  return forced < 0 ? p.M >= kTopkSumStagedMinTokens : forced == 1;
+}
+
 // Routes from which align runs on many SMs (align_routes' parallel kernels) by default. On an
 // H100 (`benchmarks/results/align_ab_h100.log`) the block kernel took 13.6 / 25.2 / 51.3 / 197 us
 // at 8192 / 16384 / 32768 / 131072 routes on Qwen3-30B-A3B's 128 experts (DeepSeek-V3's 256:
@@ -846,16 +860,25 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const bool vec8 = p.H % 8 == 0 && is_aligned(out.const_data_ptr(), 8 * sizeof(T));
   const int64_t work = p.M * p.H / (vec8 ? 8 : 1);
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(work, 256), 65536));
+  const bool staged = topk_sum_staged(p, vec8, splits, sizeof(T));
   auto sum = [&](auto* ids) {
     using IdT = std::remove_const_t<std::remove_pointer_t<decltype(ids)>>;
+    const auto* rows = reinterpret_cast<const T*>(route_out.const_data_ptr());
+    auto* sums = reinterpret_cast<T*>(out.mutable_data_ptr());
+    if constexpr (sizeof(T) == 2) {
+      if (staged) {
+        C10_CUDA_CHECK(launch_kernel(&moe_topk_sum_staged_kernel<T, IdT>, dim3(grid), dim3(256),
+                                     0, stream, chain.pdl, rows, ids, map, p.E_global, p.E, p.M,
+                                     p.topk, p.H, sums));
+        return;
+      }
+    }
     auto* kernel = splits > 1 ? (vec8 ? &moe_topk_sum_kernel<T, IdT, 8, true>
                                       : &moe_topk_sum_kernel<T, IdT, 1, true>)
                               : (vec8 ? &moe_topk_sum_kernel<T, IdT, 8>
                                       : &moe_topk_sum_kernel<T, IdT, 1>);
-    C10_CUDA_CHECK(launch_kernel(kernel, dim3(grid), dim3(256), 0, stream, chain.pdl,
-                                 reinterpret_cast<const T*>(route_out.const_data_ptr()), ids, map,
-                                 p.E_global, p.E, p.M, p.topk, splits, p.H,
-                                 reinterpret_cast<T*>(out.mutable_data_ptr())));
+    C10_CUDA_CHECK(launch_kernel(kernel, dim3(grid), dim3(256), 0, stream, chain.pdl, rows, ids,
+                                 map, p.E_global, p.E, p.M, p.topk, splits, p.H, sums));
   };
   if (topk_ids.scalar_type() == at::kInt)
     sum(topk_ids.const_data_ptr<int32_t>());

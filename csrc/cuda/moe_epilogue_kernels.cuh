@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/moe_math.h"
+#include "cp_async.cuh"
 #include "cuda_types.cuh"
 #include "moe_routing.cuh"
 #include "pdl.cuh"
@@ -152,6 +153,22 @@ __global__ void __launch_bounds__(256)
   row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s, inv);
 }
 
+// s[u] += pack v's values in fp32 (the top-k sum's per-row step).
+template <typename T, int VEC>
+__device__ __forceinline__ void add_pack(float (&s)[VEC], const Pack<T, VEC>& v) {
+#pragma unroll
+  for (int u = 0; u < VEC; ++u) s[u] += Elem<T>::to_float(v.v[u]);
+}
+
+// The sums rounded to T.
+template <typename T, int VEC>
+__device__ __forceinline__ Pack<T, VEC> round_pack(const float (&s)[VEC]) {
+  Pack<T, VEC> o;
+#pragma unroll
+  for (int u = 0; u < VEC; ++u) o.v[u] = Elem<T>::from_float(s[u]);
+  return o;
+}
+
 // out[t, h] = sum over slots j (in order, in fp32) of route_out[t * k + j, h] (activation dtype),
 // skipping routes whose expert is not on this rank; cast to T. SPLIT (GEMM2 split over K): each
 // route has `splits` partial rows, M * k rows apart, added slice by slice after its slot's
@@ -197,16 +214,52 @@ __global__ void __launch_bounds__(256)
         }
       }
 #pragma unroll
-      for (int b = 0; b < 8; ++b) {
-        if (!ok[b]) continue;
+      for (int b = 0; b < 8; ++b)
+        if (ok[b]) add_pack(s, v[b]);
+    }
+    *reinterpret_cast<V*>(out + t * H + h) = round_pack<T>(s);
+  }
+}
+
+
+// The unsplit top-k sum of 2-byte T with 8 outputs per thread and k <= 8, each thread's route row
+// pieces (16 bytes each) copied global -> shared by cp.async and added from there: the same sums
+// in the same order, so bitwise moe_topk_sum_kernel's output. The bytes in flight per SM are
+// then bounded by shared memory (32 KB a block, 7 blocks) instead of by the registers that held
+// them: the register form takes 119 registers for bf16 (2 blocks of 256 threads, 64 KB in flight
+// per SM at k = 8, 16 KB at Mixtral-8x7B's k = 2). H200 (benchmarks/NOTES.md, variant 68):
+// Mixtral-8x7B M = 16384 349 -> 140 us, Qwen3-30B-A3B 214 -> 172 us.
+template <typename T, typename IdT>
+__global__ void __launch_bounds__(256)
+    moe_topk_sum_staged_kernel(const T* __restrict__ route_out, const IdT* __restrict__ ids,
+                               const int32_t* expert_map, int64_t E_global, int64_t E, int64_t M,
+                               int64_t topk, int64_t H, T* __restrict__ out) {
+  static_assert(sizeof(T) == 2, "one 16-byte piece of 8 values per row");
+  constexpr int VEC = 8;
+  using V = Pack<T, VEC>;
+  __shared__ V stage[8][256];
+  pdl_wait();  // in a PDL chain (pdl.cuh)
+  pdl_launch_dependents();
+  const int64_t HV = H / VEC;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * HV;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / HV, h = (i % HV) * VEC;
+    unsigned ok = 0;
 #pragma unroll
-        for (int u = 0; u < VEC; ++u) s[u] += Elem<T>::to_float(v[b].v[u]);
+    for (int b = 0; b < 8; ++b) {
+      if (b < topk && resolve_expert(ids[t * topk + b], expert_map, E_global, E) >= 0) {
+        ok |= 1u << b;
+        cp_async_16(shared_address(&stage[b][threadIdx.x]), route_out + (t * topk + b) * H + h,
+                    true);
       }
     }
-    V o;
+    cp_async_commit();
+    cp_async_wait<0>();  // each thread reads back only its own pieces
+    float s[VEC] = {};
 #pragma unroll
-    for (int u = 0; u < VEC; ++u) o.v[u] = Elem<T>::from_float(s[u]);
-    *reinterpret_cast<V*>(out + t * H + h) = o;
+    for (int b = 0; b < 8; ++b)
+      if (ok >> b & 1u) add_pack(s, stage[b][threadIdx.x]);
+    *reinterpret_cast<V*>(out + t * H + h) = round_pack<T>(s);
   }
 }
 

@@ -72,6 +72,12 @@ template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8>(
 template __global__ void moe_topk_sum_kernel<__nv_bfloat16, int32_t, 8, true>(
     const __nv_bfloat16*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, __nv_bfloat16*);
+template __global__ void moe_topk_sum_staged_kernel<__half, int32_t>(
+    const __half*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
+    __half*);
+template __global__ void moe_topk_sum_staged_kernel<__nv_bfloat16, int64_t>(
+    const __nv_bfloat16*, const int64_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
+    int64_t, __nv_bfloat16*);
 }  // namespace int8_moe
 
 #include "cuda/moe_gemm_decode.cuh"
