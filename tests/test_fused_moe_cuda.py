@@ -810,10 +810,11 @@ def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dt
 # The top-k sum with its route rows staged in shared memory by cp.async
 # (moe_topk_sum_staged_kernel: by default from 1024 tokens for bf16 / fp16, k <= 8;
 # INT8_MOE_TOPK_SUM_STAGED = 0 | 1 forces it) against the register form, bit for bit, and the
-# reference: 9000 tokens (grid-stride items), rows of 1040 values, padding rows (uneven, empty
-# experts), hostile ids (-1, out of range) with and without an expert map, int64 ids, k = 1 with
-# the input-side weight, both dtypes, both activation modes, over poisoned workspace; the rule on
-# both sides of its threshold (1000 and 1100 tokens). The profiler shows which kernel ran.
+# reference: 9000 tokens (4571 blocks of 256 items), rows of 1040 values, padding rows (uneven,
+# empty experts), hostile ids (-1, out of range) with and without an expert map, int64 ids, k = 1
+# with the input-side weight, both dtypes, both activation modes, over poisoned workspace; the
+# rule on both sides of its threshold (1000 and 1100 tokens). The profiler shows which kernel ran.
+# (The grid-stride loop and offsets past 2^31: test_route_rows_beyond_2_pow_31_elements.)
 @pytest.mark.parametrize("k, weight_on_input, mapped", [(3, False, False), (3, False, True),
                                                         (1, True, False)])
 @pytest.mark.parametrize("act_quant", ["none", "per_token"])

@@ -221,7 +221,6 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-
 // The unsplit top-k sum of 2-byte T with 8 outputs per thread and k <= 8, each thread's route row
 // pieces (16 bytes each) copied global -> shared by cp.async and added from there: the same sums
 // in the same order, so bitwise moe_topk_sum_kernel's output. The bytes in flight per SM are
@@ -255,10 +254,14 @@ __global__ void __launch_bounds__(256)
     }
     cp_async_commit();
     cp_async_wait<0>();  // each thread reads back only its own pieces
+    // The copies write shared memory behind the compiler's back (asm without a memory clobber):
+    // compiler fences keep these reads after the wait and before the next item's copies.
+    compiler_fence();
     float s[VEC] = {};
 #pragma unroll
     for (int b = 0; b < 8; ++b)
       if (ok >> b & 1u) add_pack(s, stage[b][threadIdx.x]);
+    compiler_fence();
     *reinterpret_cast<V*>(out + t * H + h) = round_pack<T>(s);
   }
 }
