@@ -3,8 +3,10 @@ csrc/common/moe_math.h: a multiply by the row's 1 / scale, the exact division on
 against quantize_activation_value, the definition, on the host: tests/host_checks/
 act_quant_fast_check.cpp over every bf16 and fp16 value within ~4700 row maxima and 50 million
 random float32 ones. A margin too thin or a missing fallback makes it report mismatches (1034 at
-a margin of 1e-9, 20196 without the fallback). On the GPU the W8A8 tests compare the passes'
-output with the reference bit for bit."""
+a margin of 1e-9, 20196 without the fallback). On the GPU,
+test_w8a8_int32_accumulation_is_exact_on_every_family checks a pass's output through the layer's
+output against the reference's quantization bit for bit (40 rows: the block form), and
+test_act_quant_kernels_agree the looped, block and warp forms against each other."""
 
 import os
 import shutil
