@@ -832,12 +832,13 @@ def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dt
 
 
 # The top-k sum with its route rows staged in shared memory by cp.async
-# (moe_topk_sum_staged_kernel: by default from 1024 tokens for bf16 / fp16, k <= 8;
+# (moe_topk_sum_staged_kernel: by default from 16384 tokens for bf16 / fp16, k <= 8;
 # INT8_MOE_TOPK_SUM_STAGED = 0 | 1 forces it) against the register form, bit for bit, and the
 # reference: 9000 tokens (4571 blocks of 256 items), rows of 1040 values, padding rows (uneven,
 # empty experts), hostile ids (-1, out of range) with and without an expert map, int64 ids, k = 1
 # with the input-side weight, both dtypes, both activation modes, over poisoned workspace; the
-# rule on both sides of its threshold (1000 and 1100 tokens). The profiler shows which kernel ran.
+# rule on both sides of its threshold (16383 and 16384 tokens). The profiler shows which kernel
+# ran.
 # (The grid-stride loop and offsets past 2^31: test_route_rows_beyond_2_pow_31_elements.)
 @pytest.mark.parametrize("k, weight_on_input, mapped", [(3, False, False), (3, False, True),
                                                         (1, True, False)])
@@ -864,12 +865,12 @@ def test_topk_sum_staged_agrees(monkeypatch, k, weight_on_input, mapped, act_qua
         monkeypatch.setenv("INT8_MOE_TOPK_SUM_STAGED", staged)
         poison_cached_memory()
         outs.append(check(case, dtype, **kw))
-        assert_staged(case, staged != "0")
+        assert_staged(case, staged == "1")  # 9000 tokens: the rule keeps the register form
     for other in outs[1:]:
         assert torch.equal(outs[0], other)
-    for M in (1000, 1100):
+    for M in (16383, 16384):
         small = make_case(M, 64, 32, 4, k, dtype=dtype, device="cuda", seed=M)
-        assert_staged(small, M >= 1024)
+        assert_staged(small, M >= 16384)
     monkeypatch.setenv("INT8_MOE_TOPK_SUM_STAGED", "2")
     with pytest.raises(RuntimeError, match="INT8_MOE_TOPK_SUM_STAGED must be auto, 0 or 1"):
         ops.fused_moe(*case.args(), **kw)
@@ -1096,12 +1097,14 @@ def test_two_streams_at_once_match_one(M):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("act_quant", ["none", "per_token"])
-def test_route_rows_beyond_2_pow_31_elements(act_quant):
+@pytest.mark.parametrize("act_quant, staged", [("none", "1"), ("per_token", "0")])
+def test_route_rows_beyond_2_pow_31_elements(monkeypatch, act_quant, staged):
     # n_routes * H > 2^31: the per-route output rows, the top-k sum and the sorted positions are
-    # indexed past 32-bit offsets. ~9 GB of route rows plus the reference's.
+    # indexed past 32-bit offsets. ~9 GB of route rows plus the reference's. Each form of the
+    # top-k sum (staged in shared memory or in registers) walks its grid-stride loop once.
     if torch.cuda.get_device_properties(0).total_memory < 60 * 2**30:
         pytest.skip("needs a GPU with 60 GB")
+    monkeypatch.setenv("INT8_MOE_TOPK_SUM_STAGED", staged)
     H, I, E, k = 2048, 64, 8, 8
     M = 2**31 // (H * k) + 4099
     g = torch.Generator(device="cuda").manual_seed(40)
