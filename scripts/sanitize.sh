@@ -49,6 +49,9 @@ for tool in "${tools[@]}"; do
   # racecheck stops with "Internal Sanitizer Error: failed to handle a hardware exception" in
   # the tests that force the grouped_mm path (torch's CUTLASS grouped GEMM, not this library's
   # code; each of our kernel families alone: 0 hazards, H100 2026-11-27), so it skips them.
+  # Tests that leave the path to the dispatch reach grouped_mm too (bf16 W8A16 prefill on sm_90:
+  # test_topk_sum_staged_agrees' 9000 tokens, session 38): for targeted runs over such tests,
+  # INT8_MOE_GEMM_PATH=wgmma in the environment keeps racecheck and initcheck on our kernels.
   [ "$tool" = racecheck ] && select="($SELECT) and not grouped_mm"
   n=${SANITIZE_WORKERS:-}
   [ "$tool" = racecheck ] && n=${SANITIZE_RACECHECK_WORKERS:-$n}

@@ -255,11 +255,13 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
 // (benchmarks/NOTES.md, variant 68; register / staged us): Qwen3-30B-A3B M = 64 2.7 / 3.4
 // (few blocks: the shared-memory round trip shows), 1024 14.5 / 14.8, 4096 53.6 / 48.0, 16384
 // 214 / 172; Mixtral-8x7B (k = 2: 32 bytes in flight per thread in registers) 64 2.9 / 2.5,
-// 1024 21.6 / 10.3, 16384 349 / 140. The forwards gain less than the kernel does and one lost:
-// `results/knob_ab_topk_sum_staged_h200.log` (variant 71; staged / register, CUDA-graph
-// replays): Mixtral-8x7B 0.985-0.990x at M = 16384, 0.996-0.997x at 4096, 1.002-1.008x at
-// 1024; Qwen3-30B-A3B 0.993-1.000x at 16384, W8A16 1.059x at 4096 (1.045x in session 37, on
-// another lease; not understood), 1.004x at 1024. So it is the default from 16384 tokens only.
+// 1024 21.6 / 10.3, 16384 349 / 140. The forwards gain less than the kernel does:
+// `results/knob_ab_topk_sum_staged_h200.log` (variant 71; staged / register, one call per
+// CUDA-graph replay): Mixtral-8x7B 0.985-0.990x at M = 16384, 0.996-0.997x at 4096,
+// 1.002-1.008x at 1024; Qwen3-30B-A3B 0.993-1.000x at 16384, 1.004x at 1024, W8A16 1.059x at
+// 4096 (1.045x in session 37), a row whose one-call replays read either ~0.91 or 0.96-0.98 ms
+// with either form across runs. So it is the default only where no forward lost: from
+// 16384 tokens.
 constexpr int64_t kTopkSumStagedMinTokens = 16384;
 bool topk_sum_staged(const MoeProblem& p, bool vec8, int splits, size_t elem_bytes) {
   const int forced = choice_knob("INT8_MOE_TOPK_SUM_STAGED", {0, 1});
