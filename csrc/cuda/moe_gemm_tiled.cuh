@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kTiledThreads) moe_gemm_tiled_kernel(MoeGemmAr
         bsrc[i] = A + (g.a_rows_are_tokens ? route / g.topk : p) * g.K + bpiece * ELEMS_PER_PIECE;
     }
   }
-  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(tiled_smem));
+  const uint32_t smem_base = shared_address(tiled_smem);
   auto load_stage = [&](int slot, int64_t chunk) {
     const int64_t k0 = chunk * kTiledBK;
     const uint32_t sa = smem_base + slot * STAGE_BYTES;

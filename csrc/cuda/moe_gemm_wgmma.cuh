@@ -307,7 +307,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
     bzero[i] = route < 0;
     bbytes[i] = route < 0 ? 0 : 16;
   }
-  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(wgmma_smem_raw));
+  const uint32_t raw = shared_address(wgmma_smem_raw);
   const uint32_t smem = (raw + 1023u) & ~1023u;
   static_assert(TMA || !TMA_A, "the activation tile by TMA comes with the weight tile's");
   constexpr uint32_t TMA_BYTES = A_BYTES + (TMA_A ? BN * kWgmmaBK : 0);
