@@ -831,6 +831,56 @@ def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dt
         ops.fused_moe(*case.args(), act_quant="per_token")
 
 
+# The register-resident passes' magic-number rounding and integer row max (RowPacks in
+# moe_epilogue_kernels.cuh; quantize_activation_magic, abs_bits.cuh) against the looped form
+# (quantize_activation_fast per value), bit for bit, on x rows built to reach their exact and
+# fallback paths: every other value an exact tie of its row's scale (amax 127 * 2^e, so
+# s = 2^e, e = -8 .. -1), a NaN among finite values (the float max leaves it out, the bit max
+# would not), +inf and -inf (scale inf; the GEMM1 output and so the intermediate's rows go
+# NaN / inf too), an all-zero row, subnormal rows under the amax floor, a single nonzero value;
+# then random rows. 1040 values a row (130 packs: 8 a lane, the last lanes' partly empty) and
+# I = 176; the block form (INT8_MOE_ACT_QUANT_WARP=0) and the warp form (=1), with and without
+# the input-side router weight (k = 1: the multiplier path). Outputs compared as bits (NaN rows
+# included); the finite rows also against the reference.
+@pytest.mark.parametrize("weight_on_input", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_act_quant_special_rows_agree(monkeypatch, weight_on_input, dtype):
+    M, H, I = 64, 1040, 176
+    case = make_case(M, H, I, 8, 1 if weight_on_input else 2, dtype=dtype, device="cuda",
+                     bias=True, seed=31)
+    x = case.x.float()
+    j = torch.arange(H, device="cuda")
+    ties = ((j % 127) + 0.5) * torch.where(j % 2 == 0, 1.0, -1.0)  # |.| <= 126.5: exact in both
+    for r, e in enumerate(range(-8, 0)):  # (small enough that fp16's GEMM outputs stay finite)
+        x[r] = torch.where(j % 2 == 0, ties, x[r].clamp(-100, 100)) * 2.0**e
+        x[r, 1] = 127 * 2.0**e
+    x[8, 5] = float("nan")
+    x[9] = ties / 4
+    x[9, 1], x[9, 7] = 127 / 4, float("nan")
+    x[10, 3] = float("inf")
+    x[11, 4], x[11, 9] = float("-inf"), float("nan")
+    x[12] = 0
+    x[13] *= 1e-39 if dtype == torch.bfloat16 else 1e-6
+    x[14] = 0
+    x[14, 1039] = -3.0
+    case.x = x.to(dtype)
+    kw = dict(act_quant="per_token", apply_router_weight_on_input=weight_on_input)
+    outs = []
+    for looped, warp in [("1", "auto"), ("0", "0"), ("0", "1")]:
+        monkeypatch.setenv("INT8_MOE_ACT_QUANT_LOOPED", looped)
+        monkeypatch.setenv("INT8_MOE_ACT_QUANT_WARP", warp)
+        poison_cached_memory()
+        outs.append(ops.fused_moe(*case.args(), **case.bias_kwargs(), **kw))
+    bits = [o.view(torch.int16) for o in outs]
+    assert outs[0][:10].isfinite().all() and not outs[0][10:12].isfinite().all()
+    for other in bits[1:]:
+        assert torch.equal(bits[0], other)
+    finite = torch.ones(M, dtype=torch.bool)
+    finite[8:15] = False
+    r = ref.fused_moe(*case.args(), **case.bias_kwargs(), **kw)
+    assert_moe_close(outs[0][finite], r[finite], dtype, "per_token")
+
+
 # The top-k sum with its route rows staged in shared memory by cp.async
 # (moe_topk_sum_staged_kernel: by default from 16384 tokens for bf16 / fp16, k <= 8;
 # INT8_MOE_TOPK_SUM_STAGED = 0 | 1 forces it) against the register form, bit for bit, and the

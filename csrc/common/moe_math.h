@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define INT8_MOE_HD __host__ __device__ __forceinline__
@@ -55,6 +56,37 @@ INT8_MOE_HD int8_t quantize_activation_fast(float x, float s, float inv) {
   const float r = rintf(y);
   if (!(fabsf(y - r) < 0.5f - 1e-4f)) return quantize_activation_value(x, s);
   return static_cast<int8_t>(fminf(fmaxf(r, -kInt8Max), kInt8Max));
+}
+
+// 1.5 * 2^23. For |y| < 2^22, y + kRoundMagic is y rounded to an integer n (to nearest, ties to
+// even: rintf's n) plus kRoundMagic, exactly: bits 0x4b400000 + n, whose low byte is n as an
+// int8 for |n| <= 127.
+constexpr float kRoundMagic = 12582912.0f;
+
+// quantize_activation_fast(x, s, inv) as the low byte of the returned bits, with no
+// float-to-integer conversion, clamp or branch (the CUDA passes issued two quarter-rate
+// conversions per value, rintf and the cast; benchmarks/NOTES.md, variant 72). Sets `exact`
+// where the fast form takes the exact division (y within 1e-4 of a tie, or not finite): the
+// caller then takes quantize_activation_fast for that value. Needs |x| <= the amax s came from,
+// so |y| <= 127 (1 + 2^-22) and the fast form's clamp never acts (nor, here, is it needed).
+INT8_MOE_HD uint32_t quantize_activation_magic(float x, float inv, bool& exact) {
+#if defined(__CUDA_ARCH__)
+  const float y = __fmul_rn(x, inv);
+  const float t = __fadd_rn(y, kRoundMagic);
+  const float r = __fsub_rn(t, kRoundMagic);
+  exact |= !(fabsf(__fsub_rn(y, r)) < 0.5f - 1e-4f);
+  return __float_as_uint(t);
+#else
+  volatile float product = x * inv;  // (the host check: each step rounded on its own)
+  const float y = product;
+  volatile float sum = y + kRoundMagic;
+  const float t = sum;
+  const float r = t - kRoundMagic;
+  exact |= !(fabsf(y - r) < 0.5f - 1e-4f);
+  uint32_t bits;
+  std::memcpy(&bits, &t, sizeof bits);
+  return bits;
+#endif
 }
 
 // act(g, u) for the gated activations of SPEC. g is the gate row, u the up row.

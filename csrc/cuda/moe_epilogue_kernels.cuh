@@ -4,7 +4,10 @@
 
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "../common/moe_math.h"
+#include "abs_bits.cuh"
 #include "cp_async.cuh"
 #include "cuda_types.cuh"
 #include "moe_routing.cuh"
@@ -50,10 +53,46 @@ __global__ void __launch_bounds__(256)
     q[r * K + i] = quantize_activation_fast(Elem<T>::to_float(ar[i]) * m, s, inv);
 }
 
+// The int8 values held in the low bytes of V words (quantize_activation_magic's sums) packed
+// into V / 4 words: three byte permutes per four values. (Returned as words: a Pack<int8_t, V>
+// built from them was taken apart into bytes and put back together before its store.)
+template <int V>
+__device__ __forceinline__ Pack<uint32_t, V / 4> low_bytes(const uint32_t (&w)[V]) {
+  static_assert(V % 4 == 0, "whole 32-bit words of int8");
+  Pack<uint32_t, V / 4> out;
+#pragma unroll
+  for (int j = 0; j < V / 4; ++j)
+    out.v[j] = __byte_perm(__byte_perm(w[4 * j], w[4 * j + 1], 0x0040),
+                           __byte_perm(w[4 * j + 2], w[4 * j + 3], 0x0040), 0x5410);
+  return out;
+}
+
+// A 16-byte pack's values in fp32 (Elem<T>::to_float's), converted from its 32-bit words: a
+// bf16 pair is one shift and one mask, not a permute per high half.
+template <typename T>
+__device__ __forceinline__ void pack_to_floats(const Pack<T, 16 / sizeof(T)>& p,
+                                               float (&f)[16 / sizeof(T)]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(&p);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      f[2 * j] = __uint_as_float(w[j] << 16);
+      f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+      f[2 * j] = h.x;
+      f[2 * j + 1] = h.y;
+    } else {
+      f[j] = __uint_as_float(w[j]);
+    }
+  }
+}
+
 // One thread's 16-byte packs of a row held in registers: packs first, first + stride, ... below
 // n_vec (at most VPT), all loaded before the first is used (one memory round trip per row). The
-// register and warp forms below differ only in first / stride and in how the max is reduced
-// across threads.
+// register and warp forms below differ only in first / stride, in how the max is reduced across
+// threads, and in where a pack to redo is read from (store_quantized).
 template <typename T, int VPT, typename I>
 struct RowPacks {
   static constexpr int V = 16 / sizeof(T);
@@ -80,19 +119,67 @@ struct RowPacks {
         for (int e = 0; e < V; ++e) amax = fmaxf(amax, fabsf(Elem<T>::to_float(v[i].v[e]) * m));
     return amax;
   }
-  // The packs times m quantized with the row's scale s (inv = 1 / s) into dst (the row's int8
-  // packs): quantize_activation_value's bits (quantize_activation_fast).
-  __device__ __forceinline__ void store_quantized(Pack<int8_t, V>* dst, float m, float s,
-                                                  float inv) const {
+  // max |value| over this thread's packs as a bit pattern (abs_bits.cuh; 0 with none): the
+  // order of |value| where no value is NaN (abs_max leaves NaNs out; their bits sort above inf).
+  __device__ __forceinline__ uint32_t abs_bits_max() const {
+    uint32_t bits = 0;
+#pragma unroll
+    for (int i = 0; i < VPT; ++i)
+      if (has(i)) bits = pack_abs_bits_max<T>(v[i], bits);
+    return bits;
+  }
+  // The packs (times m where MUL; else m is 1) quantized with the row's scale s (inv = 1 / s)
+  // into dst (the row's int8 packs): quantize_activation_fast's bits, by the magic-number
+  // rounding (quantize_activation_magic) and byte permutes. A pack holding a value near a tie
+  // or not finite (~1.5% of a random row's packs: a warp met one in ~30% of its pack steps) is
+  // redone by quantize_activation_fast after the others, so that the common path has no branch:
+  // RELOAD (the warp form, many rows: throughput) reads such packs again from src (the row's
+  // packs; L1 / L2), one divergent pass per row, and keeps no pack live past its step; else (the
+  // block form: decode, where a row's latency counts) from the registers, no second round trip
+  // (benchmarks/NOTES.md, variant 72).
+  template <bool MUL, bool RELOAD>
+  __device__ __forceinline__ void store_quantized(const Pack<T, V>* src, Pack<int8_t, V>* dst,
+                                                  float m, float s, float inv) const {
+    uint32_t redo = 0;
 #pragma unroll
     for (int i = 0; i < VPT; ++i) {
       if (!has(i)) continue;
-      Pack<int8_t, V> out;
+      float x[V];
+      pack_to_floats<T>(v[i], x);
+      uint32_t sums[V];
+      bool exact = false;
 #pragma unroll
       for (int e = 0; e < V; ++e)
-        out.v[e] = quantize_activation_fast(Elem<T>::to_float(v[i].v[e]) * m, s, inv);
-      dst[first + static_cast<I>(i) * stride] = out;
+        sums[e] = quantize_activation_magic(MUL ? x[e] * m : x[e], inv, exact);
+      store_words(dst, i, low_bytes(sums));
+      redo |= static_cast<uint32_t>(exact) << i;
     }
+    if constexpr (RELOAD) {
+      while (redo != 0) {
+        const int i = __ffs(redo) - 1;
+        redo &= redo - 1;
+        redo_pack(src[first + static_cast<I>(i) * stride], dst, i, m, s, inv);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < VPT; ++i)
+        if ((redo >> i) & 1u) redo_pack(v[i], dst, i, m, s, inv);
+    }
+  }
+  // Pack i again, value by value by quantize_activation_fast (the same thread's later store to
+  // the same place). (p by value: taken by reference, the warp form kept its packs on the stack.)
+  __device__ __forceinline__ void redo_pack(const Pack<T, V> p, Pack<int8_t, V>* dst, int i,
+                                            float m, float s, float inv) const {
+    uint32_t q[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      q[e] = static_cast<uint8_t>(quantize_activation_fast(Elem<T>::to_float(p.v[e]) * m, s, inv));
+    store_words(dst, i, low_bytes(q));
+  }
+  // Pack i's int8 values as words (both stores of a redone pack through the one type).
+  __device__ __forceinline__ void store_words(Pack<int8_t, V>* dst, int i,
+                                              const Pack<uint32_t, V / 4>& w) const {
+    *reinterpret_cast<Pack<uint32_t, V / 4>*>(dst + first + static_cast<I>(i) * stride) = w;
   }
 };
 
@@ -121,7 +208,12 @@ __global__ void __launch_bounds__(1024)
   const float amax = block_max<32>(row.abs_max(m), static_cast<int>(blockDim.x / 32));
   const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (threadIdx.x == 0) scale[r] = s;
-  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s, inv);
+  auto* dst = reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K);
+  if (mul != nullptr) {
+    row.template store_quantized<true, false>(src, dst, m, s, inv);
+  } else {
+    row.template store_quantized<false, false>(src, dst, m, s, inv);
+  }
 }
 
 // The same quantization with one warp per row, 8 rows a block of 256 threads: lane l holds the
@@ -145,12 +237,28 @@ __global__ void __launch_bounds__(256)
   const auto* src = reinterpret_cast<const Pack<T, Row::V>*>(a + r * K);
   const float m = mul ? mul[r] : 1.0f;
   row.load(src);
-  float amax = row.abs_max(m);
+  // Without a multiplier the row's max is one integer max over the bits (abs_bits.cuh), unless
+  // the row holds a NaN, which the float form's fmaxf leaves out.
+  uint32_t bits = 0;
+  if (mul == nullptr) {
+    bits = row.abs_bits_max();
 #pragma unroll
-  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    for (int o = 16; o > 0; o /= 2) bits = max(bits, __shfl_xor_sync(0xffffffffu, bits, o));
+  }
+  float amax = AbsBits<T>::to_float(bits);
+  if (mul != nullptr || bits > AbsBits<T>::kInf) {
+    amax = row.abs_max(m);
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  }
   const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (lane == 0) scale[r] = s;
-  row.store_quantized(reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K), m, s, inv);
+  auto* dst = reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K);
+  if (mul != nullptr) {
+    row.template store_quantized<true, true>(src, dst, m, s, inv);
+  } else {
+    row.template store_quantized<false, true>(src, dst, m, s, inv);
+  }
 }
 
 // s[u] += pack v's values in fp32 (the top-k sum's per-row step).

@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "../common/moe_math.h"
+#include "abs_bits.cuh"
 #include "cuda_types.cuh"
 
 namespace int8_moe {
@@ -24,50 +25,6 @@ namespace int8_moe {
 // Device-side error slots: [0] first row with a non-finite weight, [1] first row whose amax
 // override is negative or non-finite. Initialized to kNoBadRow.
 constexpr unsigned long long kNoBadRow = ~0ull;
-
-template <typename T>
-struct AbsBits;
-template <>
-struct AbsBits<__nv_bfloat16> {
-  static constexpr uint32_t kInf = 0x7f80u;
-  static __device__ __forceinline__ float to_float(uint32_t b) { return __uint_as_float(b << 16); }
-};
-template <>
-struct AbsBits<__half> {
-  static constexpr uint32_t kInf = 0x7c00u;
-  static __device__ __forceinline__ float to_float(uint32_t b) {
-    return __half2float(__ushort_as_half(static_cast<unsigned short>(b)));
-  }
-};
-template <>
-struct AbsBits<float> {
-  static constexpr uint32_t kInf = 0x7f800000u;
-  static __device__ __forceinline__ float to_float(uint32_t b) { return __uint_as_float(b); }
-};
-
-// max |x| (as bits) over one 16-byte pack.
-template <typename T>
-__device__ __forceinline__ uint32_t pack_abs_bits_max(const Pack<T, 16 / sizeof(T)>& p,
-                                                      uint32_t m) {
-  const uint4 u = *reinterpret_cast<const uint4*>(&p);
-  if constexpr (sizeof(T) == 2) {
-    uint32_t m2 = __vmaxu2(__vmaxu2(u.x & 0x7fff7fffu, u.y & 0x7fff7fffu),
-                           __vmaxu2(u.z & 0x7fff7fffu, u.w & 0x7fff7fffu));
-    return max(m, max(m2 & 0xffffu, m2 >> 16));
-  } else {
-    return max(max(m, max(u.x & 0x7fffffffu, u.y & 0x7fffffffu)),
-               max(u.z & 0x7fffffffu, u.w & 0x7fffffffu));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ uint32_t elem_abs_bits(T v) {
-  if constexpr (sizeof(T) == 2) {
-    return static_cast<uint32_t>(*reinterpret_cast<const unsigned short*>(&v)) & 0x7fffu;
-  } else {
-    return __float_as_uint(v) & 0x7fffffffu;
-  }
-}
 
 // Max over the TPR consecutive threads of a row. Rows never straddle a warp boundary unless
 // TPR > 32, in which case a row owns whole warps and they combine through shared memory.

@@ -1,5 +1,7 @@
-// Host check of quantize_activation_fast (csrc/common/moe_math.h) against
-// quantize_activation_value, the per-token quantization's definition: every bf16 and every fp16
+// Host check of quantize_activation_fast and quantize_activation_magic (csrc/common/moe_math.h)
+// against quantize_activation_value, the per-token quantization's definition (the magic form's
+// low byte where it does not ask for the exact form, quantize_activation_fast where it does, as
+// the CUDA passes combine them): every bf16 and every fp16
 // value within a row's max, for ~4700 row maxima each (every 7th positive finite bf16 value, and
 // maxima whose scales put ties everywhere: 127 * 2^k, 254, 63.5, the 1e-10 floor, inf), and 50
 // million random float32 values with random maxima. Prints the mismatch count (0 expected) and
@@ -16,6 +18,7 @@
 
 using int8_moe::activation_scale_from_amax;
 using int8_moe::quantize_activation_fast;
+using int8_moe::quantize_activation_magic;
 using int8_moe::quantize_activation_value;
 
 static float bits_to_float(uint32_t u) {
@@ -38,9 +41,13 @@ static long long mismatches = 0, checked = 0;
 static void check(float x, float amax) {
   const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   const int8_t fast = quantize_activation_fast(x, s, inv), exact = quantize_activation_value(x, s);
+  bool take_fast = false;
+  const uint32_t bits = quantize_activation_magic(x, inv, take_fast);
+  const int8_t magic = take_fast ? fast : static_cast<int8_t>(bits & 0xffu);
   ++checked;
-  if (fast != exact && mismatches++ < 10)
-    std::printf("mismatch: x %.9g amax %.9g: fast %d exact %d\n", x, amax, fast, exact);
+  if ((fast != exact || magic != exact) && mismatches++ < 10)
+    std::printf("mismatch: x %.9g amax %.9g: fast %d magic %d exact %d\n", x, amax, fast, magic,
+                exact);
 }
 
 int main() {
