@@ -838,10 +838,11 @@ def test_act_quant_kernels_agree(monkeypatch, M, H, I, E, k, weight_on_input, dt
 # s = 2^e, e = -8 .. -1), a NaN among finite values (the float max leaves it out, the bit max
 # would not), +inf and -inf (scale inf; the GEMM1 output and so the intermediate's rows go
 # NaN / inf too), an all-zero row, subnormal rows under the amax floor, a single nonzero value;
-# then random rows. 1040 values a row (130 packs: 8 a lane, the last lanes' partly empty) and
-# I = 176; the block form (INT8_MOE_ACT_QUANT_WARP=0) and the warp form (=1), with and without
-# the input-side router weight (k = 1: the multiplier path). Outputs compared as bits (NaN rows
-# included); the finite rows also against the reference.
+# then random rows. 1040 values a row (130 packs: the 8-pack warp kernel, its lanes holding 4 or
+# 5) and I = 176 (22 packs: lanes 22-31 hold none); the block form (INT8_MOE_ACT_QUANT_WARP=0)
+# and the warp form (=1), with and without the input-side router weight (k = 1: the multiplier
+# path). Outputs compared as bits (NaN rows included); the finite rows also against the
+# reference.
 @pytest.mark.parametrize("weight_on_input", [False, True])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_act_quant_special_rows_agree(monkeypatch, weight_on_input, dtype):
