@@ -137,6 +137,17 @@ struct RowPacks {
   // packs; L1 / L2), one divergent pass per row, and keeps no pack live past its step; else (the
   // block form: decode, where a row's latency counts) from the registers, no second round trip
   // (benchmarks/NOTES.md, variant 72).
+  // (MUL: whether the row has a multiplier; both kernels branch on it once per row, so that
+  // the common case has no multiply per value.)
+  template <bool RELOAD>
+  __device__ __forceinline__ void store_quantized(const Pack<T, V>* src, Pack<int8_t, V>* dst,
+                                                  bool mul, float m, float s, float inv) const {
+    if (mul) {
+      store_quantized<true, RELOAD>(src, dst, m, s, inv);
+    } else {
+      store_quantized<false, RELOAD>(src, dst, m, s, inv);
+    }
+  }
   template <bool MUL, bool RELOAD>
   __device__ __forceinline__ void store_quantized(const Pack<T, V>* src, Pack<int8_t, V>* dst,
                                                   float m, float s, float inv) const {
@@ -208,12 +219,8 @@ __global__ void __launch_bounds__(1024)
   const float amax = block_max<32>(row.abs_max(m), static_cast<int>(blockDim.x / 32));
   const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (threadIdx.x == 0) scale[r] = s;
-  auto* dst = reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K);
-  if (mul != nullptr) {
-    row.template store_quantized<true, false>(src, dst, m, s, inv);
-  } else {
-    row.template store_quantized<false, false>(src, dst, m, s, inv);
-  }
+  row.template store_quantized<false>(src, reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K),
+                                      mul != nullptr, m, s, inv);
 }
 
 // The same quantization with one warp per row, 8 rows a block of 256 threads: lane l holds the
@@ -253,12 +260,8 @@ __global__ void __launch_bounds__(256)
   }
   const float s = activation_scale_from_amax(amax), inv = 1.0f / s;
   if (lane == 0) scale[r] = s;
-  auto* dst = reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K);
-  if (mul != nullptr) {
-    row.template store_quantized<true, true>(src, dst, m, s, inv);
-  } else {
-    row.template store_quantized<false, true>(src, dst, m, s, inv);
-  }
+  row.template store_quantized<true>(src, reinterpret_cast<Pack<int8_t, Row::V>*>(q + r * K),
+                                     mul != nullptr, m, s, inv);
 }
 
 // s[u] += pack v's values in fp32 (the top-k sum's per-row step).
