@@ -186,6 +186,31 @@ __device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
                : "r"(addr));
 #endif
 }
+// Four 8 x 8 matrices of 16-bit elements stored transposed (stmatrix .trans, sm_90): register m
+// holds thread (grp, q)'s pair (row grp, columns 2q, 2q + 1) of matrix m in the mma fragment
+// layout, and lanes 8m .. 8m + 7 give the shared-window addresses where matrix m's columns 0-7
+// go, 16 bytes each (its 8 rows). GEMM2's staged output (wgmma_gemm_body): a fragment's columns
+// are routes, its rows weight rows, so each route's 8 rows land as one 16-byte piece.
+__device__ __forceinline__ void stsm_x4_trans(uint32_t addr, const uint32_t (&r)[4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n"
+               :
+               : "r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+#endif
+}
+// Two values rounded to T (each as Elem<T>::from_float) in one 32-bit word, a in the low half.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float a, float b) {
+  static_assert(sizeof(T) == 2, "16-bit activations");
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+}
 // The fragment from the words of rows grp (lo) and grp + 8 (hi).
 template <typename T>
 __device__ __forceinline__ void widen_fragment(uint32_t lo, uint32_t hi, uint32_t (&a)[4]) {
@@ -590,10 +615,36 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
                     "the staged tile fits the ring");
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
-      each_scaled_pair([&](int rl, const RouteFactors& f, float v0, float v1) {
-        stage[rl * SROW + r] = Elem<T>::from_float(v0 * f.out_mul);
-        stage[rl * SROW + r + 8] = Elem<T>::from_float(v1 * f.out_mul);
-      });
+      // Each 8 routes x 8 rows of this warp's fragment by stmatrix .trans (4 matrices an
+      // instruction, two values a register) instead of a 2-byte store per value; padding routes
+      // are staged too (factors 1: finite values the copy below skips), so no branch per route.
+      // Matrix 2n + h: routes 8n .. 8n + 7, rows r0 + 8h .. + 7 (r0: the warp's first row).
+      static_assert(BN % 16 == 0, "whole stmatrix x4 groups");
+      const int r0 = wg * 64 + wq * 16;
+      const uint32_t stage_addr = shared_address(stage);
+#pragma unroll
+      for (int t = 0; t < BN / 16; ++t) {  // matrices 4t .. 4t + 3: n = 2t, 2t + 1
+        uint32_t reg[4];
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const int n = 2 * t + u;
+          float v[2][2];  // [h][i]: row r + 8h, route 8n + 2q + i
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const RouteFactors f = route_tab[n * 8 + 2 * q + i];
+            scale_row_pair(static_cast<float>(acc[4 * n + i]),
+                           static_cast<float>(acc[4 * n + 2 + i]), f.in_mul, s, bv, v[0][i],
+                           v[1][i]);
+            v[0][i] *= f.out_mul;
+            v[1][i] *= f.out_mul;
+          }
+          reg[2 * u] = pack_pair<T>(v[0][0], v[0][1]);
+          reg[2 * u + 1] = pack_pair<T>(v[1][0], v[1][1]);
+        }
+        const int m = lane / 8, j = lane % 8;  // this lane addresses matrix m's column j
+        const int rl = (2 * t + m / 2) * 8 + j, row = r0 + 8 * (m % 2);
+        stsm_x4_trans(stage_addr + static_cast<uint32_t>((rl * SROW + row) * sizeof(T)), reg);
+      }
       __syncthreads();
       constexpr int ROW_PIECES = ROWS / 8;  // 16-byte pieces of a staged route row
       // N % 8 == 0 (H % 16): a piece is all inside N or all beyond it.
