@@ -362,6 +362,30 @@ def test_wgmma_staged_output_agrees(monkeypatch, act_quant, bn, wg, H, I, k, dty
         assert torch.equal(outs[0], other)
 
 
+# W8A8's wgmma GEMMs multiply a route block whose last routes are padding over only the first
+# quarter, half or three quarters of its routes (INT8_MOE_WGMMA_NARROW, on by default): int32
+# sums, so the same bits as the full width, and the reference's. Route counts per expert chosen so
+# that the last blocks over the four token counts hold every quarter (asserted), at 64, 128 (2 and
+# 4 warpgroups) and 256 routes per tile; K of 1040 / 400 runs the ring round several times with a
+# partial last chunk; biases, empty experts, poisoned workspace, repeated bitwise.
+@pytest.mark.parametrize("bn, wg", [("64", "auto"), ("128", "2"), ("128", "4"), ("256", "2")])
+@pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_wgmma_narrow_tail_agrees(monkeypatch, bn, wg, H, I, dtype):
+    quarter = int(bn) // 4
+    held_quarters = set()
+    for M in (60, 200, 400, 700):
+        case = forced_wgmma_case(monkeypatch, M, H, I, 3, dtype, seed=M, bn=bn, wg=wg)
+        counts = torch.bincount(case.topk_ids.flatten().long().cpu(), minlength=12)
+        held_quarters |= {-(-(int(c) % int(bn)) // quarter) for c in counts if c % int(bn)}
+        outs = []
+        for narrow in ("0", "1"):
+            monkeypatch.setenv("INT8_MOE_WGMMA_NARROW", narrow)
+            outs.append(check_repeatable(case, dtype, act_quant="per_token"))
+        assert torch.equal(outs[0], outs[1])
+    assert held_quarters == {1, 2, 3, 4}
+
+
 # Each wgmma knob's bad value, the accepted values its error names, and the mode whose wgmma
 # kernels read it (the tile-width knobs on W8A8's path at 300 tokens, the rest on W8A16's).
 BAD_WGMMA_KNOBS = [
@@ -372,6 +396,7 @@ BAD_WGMMA_KNOBS = [
     ("WGMMA_GATHER", "yes", "auto, 0 or 1", "none"),
     ("WGMMA_LDSM", "on", "auto, 0 or 1", "none"),
     ("WGMMA_STAGE_OUT", "2", "auto, 0 or 1", "none"),
+    ("WGMMA_NARROW", "2", "auto, 0 or 1", "per_token"),
 ]
 
 

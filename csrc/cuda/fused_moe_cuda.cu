@@ -396,6 +396,14 @@ bool wgmma_stage_out() {
   return forced != 0;
 }
 
+// Whether W8A8's wgmma GEMMs multiply a route block whose last routes are padding over only the
+// first quarter, half or three quarters of its routes (MoeGemmArgs::narrow_tail, moe_gemm_wgmma.cuh;
+// int32 sums, so the same bits). INT8_MOE_WGMMA_NARROW = 0 | 1 forces it off or on.
+bool wgmma_narrow_tail() {
+  const int forced = choice_knob("INT8_MOE_WGMMA_NARROW", {0, 1});
+  return forced != 0;
+}
+
 // x's rows with their 2-byte elements permuted per 16 (perm16.cuh), and g pointed at the copy
 // (returned, to outlive GEMM1): the token rows of a W8A16 GEMM1 with LDSM that does not gather.
 at::Tensor perm16_token_rows(MoeGemmArgs& g, const at::Tensor& x, cudaStream_t stream) {
@@ -785,6 +793,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.out = route_out.mutable_data_ptr();
   g2.split_stride = n_routes * p.H;
   g2.stage_out = path == GemmPath::kWgmma && wgmma_stage_out();
+  g1.narrow_tail = g2.narrow_tail = path == GemmPath::kWgmma && p.per_token && wgmma_narrow_tail();
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);

@@ -508,66 +508,105 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       cp_async_commit();
     }
     fill_epilogue_tables();
-    int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
-    for (int c = 0; c < chunks; ++c) {
-      cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
-      if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
-      tma_wait(slot, c);            // TMA: chunk c's boxes have landed
-      // ... for every thread. (W8A8 with both tiles by TMA needs no barrier here: each thread
-      // waited on the boxes itself, and the barrier below frees the slots.)
-      if constexpr (!(INT8 && TMA_A)) __syncthreads();
-      const uint32_t base = smem + slot * STAGE_BYTES;
-      const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-      const int next = c + STAGES - 1, fill_slot = fill;
-      slot = next_slot(slot);
-      fill = next_slot(fill);
-      if constexpr (INT8) {
-        // Iteration c refills the slot of chunk c - 1 once its products have retired in both
-        // warpgroups, while chunk c's products run.
-        const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
-        wgmma_fence();
+    // The chunk loop with products over the tile's first NN routes (W8A8's narrow last tiles,
+    // below; NN = BN elsewhere).
+    auto chunk_loop = [&](auto width) {
+      [[maybe_unused]] constexpr int NN = decltype(width)::value;
+      int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
+      for (int c = 0; c < chunks; ++c) {
+        cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
+        if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
+        tma_wait(slot, c);            // TMA: chunk c's boxes have landed
+        // ... for every thread. (W8A8 with both tiles by TMA needs no barrier here: each thread
+        // waited on the boxes itself, and the barrier below frees the slots.)
+        if constexpr (!(INT8 && TMA_A)) __syncthreads();
+        const uint32_t base = smem + slot * STAGE_BYTES;
+        const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
+        const int next = c + STAGES - 1, fill_slot = fill;
+        slot = next_slot(slot);
+        fill = next_slot(fill);
+        if constexpr (INT8) {
+          // Iteration c refills the slot of chunk c - 1 once its products have retired in both
+          // warpgroups, while chunk c's products run.
+          const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
+          wgmma_fence();
 #pragma unroll
-        for (int k = 0; k < 4; ++k) wgmma_s8<BN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
-        wgmma_commit();
-        wgmma_fence_operands(acc);
-        wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
-        wgmma_fence_operands(acc);
-        __syncthreads();  // ... and in the other: its slot is free
-        if (next < chunks) load_chunk(fill_slot, next);
-        cp_async_commit();
-      } else {
-        // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
-        // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
-        // while this one builds its next fragments.
-        if (next < chunks) load_chunk(fill_slot, next);
-        cp_async_commit();
-        uint32_t a[4][4];
+          for (int k = 0; k < 4; ++k) wgmma_s8<NN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
+          wgmma_commit();
+          wgmma_fence_operands(acc);
+          wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
+          wgmma_fence_operands(acc);
+          __syncthreads();  // ... and in the other: its slot is free
+          if (next < chunks) load_chunk(fill_slot, next);
+          cp_async_commit();
+        } else {
+          // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
+          // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
+          // while this one builds its next fragments.
+          if (next < chunks) load_chunk(fill_slot, next);
+          cp_async_commit();
+          uint32_t a[4][4];
 #pragma unroll
-        for (int k = 0; k < 4; k += 2) {
-          // LDSM: two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold
-          // ~8 registers more, spilled 36-44 bytes so (4-12 with one step per ldmatrix).
-          const uint32_t at = (base + ldsm_off) ^ static_cast<uint32_t>(k << 4);
-          if constexpr (LDSM && TMA) {
-            wgmma_weight_fragments_ldsm<T>(at, a[k], a[k + 1]);
-          } else if constexpr (LDSM) {
-            wgmma_weight_fragment_ldsm<T>(at, a[k]);
-            wgmma_weight_fragment_ldsm<T>(at ^ 16u, a[k + 1]);
-          } else {
-            wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
-            wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+          for (int k = 0; k < 4; k += 2) {
+            // LDSM: two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold
+            // ~8 registers more, spilled 36-44 bytes so (4-12 with one step per ldmatrix).
+            const uint32_t at = (base + ldsm_off) ^ static_cast<uint32_t>(k << 4);
+            if constexpr (LDSM && TMA) {
+              wgmma_weight_fragments_ldsm<T>(at, a[k], a[k + 1]);
+            } else if constexpr (LDSM) {
+              wgmma_weight_fragment_ldsm<T>(at, a[k]);
+              wgmma_weight_fragment_ldsm<T>(at ^ 16u, a[k + 1]);
+            } else {
+              wgmma_weight_fragment<T>(base, frag_row, q, k, a[k]);
+              wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+            }
           }
+          wgmma_fence();
+#pragma unroll
+          for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+          wgmma_commit();
+          wgmma_fence_operands(acc);
+          wgmma_wait<0>();
+          wgmma_fence_operands(acc);
+          // The products read a[] asynchronously: keep those registers untouched until now.
+#pragma unroll
+          for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
         }
-        wgmma_fence();
-#pragma unroll
-        for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
-        wgmma_commit();
-        wgmma_fence_operands(acc);
-        wgmma_wait<0>();
-        wgmma_fence_operands(acc);
-        // The products read a[] asynchronously: keep those registers untouched until now.
-#pragma unroll
-        for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
       }
+      // Retired here, in each width's loop: the widths' accumulators meet after the choice below
+      // (register moves there while products run would serialize every wgmma: ptxas C7515).
+      wgmma_fence_operands(acc);
+      wgmma_wait<0>();
+      wgmma_fence_operands(acc);
+    };
+    if constexpr (INT8) {
+      // W8A8 (g.narrow_tail): an expert's last route block holds its remaining routes first and
+      // padding after (align fills positions in order), so the products run over the first
+      // quarter, half or three quarters of the tile's routes where the rest are padding: at
+      // 64-route tiles, m64n16k32 reads the weight operand as m64n64k32 does but a quarter of
+      // the activation rows and tensor-core work. Accumulators past NN stay 0 and belong to
+      // padding routes, which the epilogue skips. Int32 sums: the same bits as the full width.
+      // Every warp finds the last route held by ballot (the same answer CTA-wide).
+      int held = BN;
+      if (g.narrow_tail) {
+        int last = -1;
+#pragma unroll
+        for (int j = 0; j < BN / 32; ++j) {
+          const unsigned m = __ballot_sync(0xffffffffu, g.sorted_routes[pos0 + 32 * j + lane] >= 0);
+          if (m != 0u) last = 32 * j + 31 - __clz(static_cast<int>(m));
+        }
+        held = last + 1;
+      }
+      if (held <= BN / 4)
+        chunk_loop(std::integral_constant<int, BN / 4>{});
+      else if (held <= BN / 2)
+        chunk_loop(std::integral_constant<int, BN / 2>{});
+      else if (held <= 3 * BN / 4)
+        chunk_loop(std::integral_constant<int, 3 * BN / 4>{});
+      else
+        chunk_loop(std::integral_constant<int, BN>{});
+    } else {
+      chunk_loop(std::integral_constant<int, BN>{});
     }
   }
   wgmma_fence_operands(acc);
