@@ -733,17 +733,21 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
 // 0.90-0.95x the time at I = 96-192 (Qwen3s, OLMoE, DeepSeek-V2-Lite TP 8) at 64 and 128 per
 // expert, 0.94-0.96x at Qwen3-30B-A3B's 768 and 0.99x at OLMoE's 1024 at 64 per expert, and
 // 1.01-1.25x from I = 1408 (at 128 per expert from I = 768).
-// W8A8: 128 only above 64 per expert with long K loops (Mixtral, K = 4096 / 14336, or
-// DeepSeek-V3's 7168 / 2048); with short ones (Qwen3-30B-A3B, 2048 / 768) 64-route tiles, 3 CTAs
-// per SM, are about 6% faster. Between (min(H, I) 1536-2047) 128 pays only with many waves of
-// tiles: Qwen3-235B-A22B M = 4096 (32768 routes) 0.93x, Mixtral TP 8 (I = 1792) at 8192 routes
-// 0.95x, but at 2048 routes 1.08x (`benchmarks/results/tune_moe_tp_w8a8_h100.log`).
+// W8A8 (narrow last tiles on, an H200: `benchmarks/results/knob_ab_w8a8_bn_h200.log`, 64 / 128
+// forced over SPEC's shapes and TP splits at 512-16384 tokens, best of two rounds): 128 from 192
+// routes per expert on every shape (0.75-0.99x the time of 64; Qwen3-30B-A3B 0.97x / 0.92x at
+// M = 4096 / 16384), and from above 64 where K is long (min(H, I) >= 2048, or >= 1536 with
+// >= 8192 routes) or GEMM1's is (H >= 4096: Qwen3-235B-A22B, DeepSeek-V3 and Mixtral at TP 2-8,
+// 0.81-0.99x at 128 per expert), from 64 with long K and >= 16384 routes (DeepSeek-V3 M = 2048:
+// 0.94x). Below, 64 (3 CTAs per SM) wins: 1.03-1.22x at 32-64 per expert, 1.01-1.04x at OLMoE's
+// and Qwen1.5-MoE's 128-137 (H = 2048); 128 at Qwen3-30B-A3B's 128 took 0.99x, in the noise.
 inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_t I,
                          bool int8_act) {
   if (!int8_act) return per_expert <= (I <= 256 ? 128 : I <= 1024 ? 64 : 48) ? 64 : 128;
   const int64_t k_min = std::min(H, I);
   const bool long_k = k_min >= 2048 || (k_min >= 1536 && n_routes >= 8192);
-  return per_expert > 64 && long_k ? 128 : 64;
+  if (per_expert >= 192 || (per_expert > 64 && (long_k || H >= 4096))) return 128;
+  return per_expert >= 64 && long_k && n_routes >= 16384 ? 128 : 64;
 }
 
 // W8A16's pipelined main loop (PIPELINED: a warpgroup widens the next k16 step's fragments while
