@@ -732,7 +732,10 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
 // 128-route loop (`benchmarks/results/tune_moe_tiles_pipelined_h100.log`, two rounds) 64 took
 // 0.90-0.95x the time at I = 96-192 (Qwen3s, OLMoE, DeepSeek-V2-Lite TP 8) at 64 and 128 per
 // expert, 0.94-0.96x at Qwen3-30B-A3B's 768 and 0.99x at OLMoE's 1024 at 64 per expert, and
-// 1.01-1.25x from I = 1408 (at 128 per expert from I = 768).
+// 1.01-1.25x from I = 1408 (at 128 per expert from I = 768). On an H200 with today's kernels
+// (`benchmarks/results/knob_ab_w8a16_bn_h200.log`) 128 took 0.961x / 0.955x the time at 64 per
+// expert at Qwen3-30B-A3B's 768 / OLMoE's 1024 (and 1.21-1.32x at 32-48 per expert): above
+// I = 256, 64 only up to 48 per expert.
 // W8A8 (narrow last tiles on, an H200: `benchmarks/results/knob_ab_w8a8_bn_h200.log`, 64 / 128
 // forced over SPEC's shapes and TP splits at 512-16384 tokens, best of two rounds): 128 from 192
 // routes per expert on every shape (0.75-0.99x the time of 64; Qwen3-30B-A3B 0.97x / 0.92x at
@@ -743,7 +746,7 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
 // and Qwen1.5-MoE's 128-137 (H = 2048); 128 at Qwen3-30B-A3B's 128 took 0.99x, in the noise.
 inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_t I,
                          bool int8_act) {
-  if (!int8_act) return per_expert <= (I <= 256 ? 128 : I <= 1024 ? 64 : 48) ? 64 : 128;
+  if (!int8_act) return per_expert <= (I <= 256 ? 128 : 48) ? 64 : 128;
   const int64_t k_min = std::min(H, I);
   const bool long_k = k_min >= 2048 || (k_min >= 1536 && n_routes >= 8192);
   if (per_expert >= 192 || (per_expert > 64 && (long_k || H >= 4096))) return 128;
