@@ -531,7 +531,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           const uint64_t da = wgmma_desc_sw128(base + wg * 64 * kWgmmaBK);
           wgmma_fence();
 #pragma unroll
-          for (int k = 0; k < 4; ++k) wgmma_s8<NN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
+          for (int k = 0; k < 4; ++k)
+            wgmma_s8<NN>(acc, da + 2 * k, db + 2 * k);  // +32 bytes a k32
           wgmma_commit();
           wgmma_fence_operands(acc);
           wgmma_wait<1>();  // chunk c - 1's products have retired in this warpgroup
@@ -540,9 +541,9 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           if (next < chunks) load_chunk(fill_slot, next);
           cp_async_commit();
         } else {
-          // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the slot
-          // of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores busy
-          // while this one builds its next fragments.
+          // Each warpgroup waited for its chunk c - 1 products before the barrier above, so the
+          // slot of chunk c - 1 is free now; the other warpgroups of the SM keep the tensor cores
+          // busy while this one builds its next fragments.
           if (next < chunks) load_chunk(fill_slot, next);
           cp_async_commit();
           uint32_t a[4][4];
@@ -563,7 +564,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           }
           wgmma_fence();
 #pragma unroll
-          for (int k = 0; k < 4; ++k) wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+          for (int k = 0; k < 4; ++k)
+            wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
           wgmma_commit();
           wgmma_fence_operands(acc);
           wgmma_wait<0>();
