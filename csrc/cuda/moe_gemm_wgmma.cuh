@@ -740,12 +740,13 @@ __global__ void __launch_bounds__(128 * WG, (wgmma_min_ctas<BN, WG, PIPELINED>()
 // I = 256, 64 only up to 48 per expert.
 // W8A8 (narrow last tiles on, an H200: `benchmarks/results/knob_ab_w8a8_bn_h200.log`, 64 / 128
 // forced over SPEC's shapes and TP splits at 512-16384 tokens, best of two rounds): 128 from 192
-// routes per expert on every shape (0.75-0.99x the time of 64; Qwen3-30B-A3B 0.97x / 0.92x at
+// routes per expert on every shape (0.79-1.00x the time of 64; Qwen3-30B-A3B 0.97x / 0.92x at
 // M = 4096 / 16384), and from above 64 where K is long (min(H, I) >= 2048, or >= 1536 with
-// >= 8192 routes) or GEMM1's is (H >= 4096: Qwen3-235B-A22B, DeepSeek-V3 and Mixtral at TP 2-8,
-// 0.81-0.99x at 128 per expert), from 64 with long K and >= 16384 routes (DeepSeek-V3 M = 2048:
+// >= 8192 routes) or GEMM1's is (H >= 4096: Qwen3-235B-A22B, DeepSeek-V3 at TP 1-8, Mixtral;
+// 0.88-1.00x at 128 per expert), from 64 with long K and >= 16384 routes (DeepSeek-V3 M = 2048:
 // 0.94x). Below, 64 (3 CTAs per SM) wins: 1.03-1.22x at 32-64 per expert, 1.01-1.04x at OLMoE's
-// and Qwen1.5-MoE's 128-137 (H = 2048); 128 at Qwen3-30B-A3B's 128 took 0.99x, in the noise.
+// and Qwen1.5-MoE's 128-137 (H = 2048). Over the sweep's 90 rows the rule's choice is within
+// 0.8% of the faster width (Qwen3-30B-A3B at 128 per expert: 128 took 0.99x).
 inline int wgmma_block_n(int64_t per_expert, int64_t n_routes, int64_t H, int64_t I,
                          bool int8_act) {
   if (!int8_act) return per_expert <= (I <= 256 ? 128 : 48) ? 64 : 128;
