@@ -362,16 +362,22 @@ def test_wgmma_staged_output_agrees(monkeypatch, act_quant, bn, wg, H, I, k, dty
         assert torch.equal(outs[0], other)
 
 
-# W8A8's wgmma GEMMs multiply a route block whose last routes are padding over only the first
-# quarter, half or three quarters of its routes (INT8_MOE_WGMMA_NARROW, on by default): int32
-# sums, so the same bits as the full width, and the reference's. Route counts per expert chosen so
-# that the last blocks over the four token counts hold every quarter (asserted), at 64, 128 (2 and
-# 4 warpgroups) and 256 routes per tile; K of 1040 / 400 runs the ring round several times with a
-# partial last chunk; biases, empty experts, poisoned workspace, repeated bitwise.
-@pytest.mark.parametrize("bn, wg", [("64", "auto"), ("128", "2"), ("128", "4"), ("256", "2")])
+# The wgmma GEMMs multiply a route block whose last routes are padding over only the first
+# quarter, half or three quarters of its routes (INT8_MOE_WGMMA_NARROW, on by default): W8A8's
+# int32 sums and W8A16's fp32 products (the same instructions over fewer columns) are the same
+# bits as the full width's, and the reference's. Route counts per expert chosen so that the last
+# blocks over the four token counts hold every quarter (asserted); W8A8 at 64, 128 (2 and 4
+# warpgroups) and 256 routes per tile, W8A16 at 64 (chunk-at-a-time loop) and 128 (pipelined);
+# K of 1040 / 400 runs the ring round several times with a partial last chunk; biases, empty
+# experts, poisoned workspace, repeated bitwise.
+@pytest.mark.parametrize("act_quant, bn, wg", [("per_token", "64", "auto"),
+                                               ("per_token", "128", "2"),
+                                               ("per_token", "128", "4"),
+                                               ("per_token", "256", "2"),
+                                               ("none", "64", "auto"), ("none", "128", "auto")])
 @pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_wgmma_narrow_tail_agrees(monkeypatch, bn, wg, H, I, dtype):
+def test_wgmma_narrow_tail_agrees(monkeypatch, act_quant, bn, wg, H, I, dtype):
     quarter = int(bn) // 4
     held_quarters = set()
     for M in (60, 200, 400, 700):
@@ -381,7 +387,7 @@ def test_wgmma_narrow_tail_agrees(monkeypatch, bn, wg, H, I, dtype):
         outs = []
         for narrow in ("0", "1"):
             monkeypatch.setenv("INT8_MOE_WGMMA_NARROW", narrow)
-            outs.append(check_repeatable(case, dtype, act_quant="per_token"))
+            outs.append(check_repeatable(case, dtype, act_quant=act_quant))
         assert torch.equal(outs[0], outs[1])
     assert held_quarters == {1, 2, 3, 4}
 
@@ -396,7 +402,7 @@ BAD_WGMMA_KNOBS = [
     ("WGMMA_GATHER", "yes", "auto, 0 or 1", "none"),
     ("WGMMA_LDSM", "on", "auto, 0 or 1", "none"),
     ("WGMMA_STAGE_OUT", "2", "auto, 0 or 1", "none"),
-    ("WGMMA_NARROW", "2", "auto, 0 or 1", "per_token"),
+    ("WGMMA_NARROW", "2", "auto, 0 or 1", "none"),
 ]
 
 

@@ -396,12 +396,13 @@ bool wgmma_stage_out() {
   return forced != 0;
 }
 
-// Whether W8A8's wgmma GEMMs multiply a route block whose last routes are padding over only
-// the first quarter, half or three quarters of its routes (MoeGemmArgs::narrow_tail,
-// moe_gemm_wgmma.cuh; int32 sums, so the same bits). On by default: on an H200
+// Whether the wgmma GEMMs multiply a route block whose last routes are padding over only the
+// first quarter, half or three quarters of its routes (MoeGemmArgs::narrow_tail,
+// moe_gemm_wgmma.cuh; the same bits). On by default: on an H200
 // (`benchmarks/results/knob_ab_narrow_tail_h200.log`, off / on) the W8A8 forward took
 // 0.981x / 0.996x the time at Qwen3-30B-A3B M = 4096 / 16384 on 128-route tiles, 0.990x at
-// Mixtral-8x7B M = 4096. INT8_MOE_WGMMA_NARROW = 0 | 1 forces it off or on.
+// Mixtral-8x7B M = 4096. W8A16 (branch wip/w8a16-narrow-tail): not yet measured.
+// INT8_MOE_WGMMA_NARROW = 0 | 1 forces it off or on.
 bool wgmma_narrow_tail() {
   const int forced = choice_knob("INT8_MOE_WGMMA_NARROW", {0, 1});
   return forced != 0;
@@ -796,7 +797,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.out = route_out.mutable_data_ptr();
   g2.split_stride = n_routes * p.H;
   g2.stage_out = path == GemmPath::kWgmma && wgmma_stage_out();
-  g1.narrow_tail = g2.narrow_tail = path == GemmPath::kWgmma && p.per_token && wgmma_narrow_tail();
+  g1.narrow_tail = g2.narrow_tail = path == GemmPath::kWgmma && wgmma_narrow_tail();
 
   if (prefill) {
     run_prefill_bf16(x, w13, w2, p, r, BM, g1, g2, stream);

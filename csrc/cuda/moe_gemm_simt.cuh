@@ -68,8 +68,8 @@ struct MoeGemmArgs {
   // wgmma GEMM2: the output tile staged in shared memory and written as 16-byte pieces of whole
   // route rows (moe_gemm_wgmma.cuh) instead of each thread's 2-byte values; the same bits.
   bool stage_out;
-  // W8A8 wgmma GEMMs: a route block's products over only the first quarter, half or three
-  // quarters of its routes where the rest are padding (moe_gemm_wgmma.cuh); the same bits.
+  // wgmma GEMMs: a route block's products over only the first quarter, half or three quarters
+  // of its routes where the rest are padding (moe_gemm_wgmma.cuh); the same bits.
   bool narrow_tail;
 };
 

@@ -437,6 +437,38 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   auto next_slot = [](int slot) { return slot + 1 == STAGES ? 0 : slot + 1; };
   const int frag_row = wg * 64 + wq * 16 + grp;  // W8A16: this thread's A fragment rows
   const uint32_t ldsm_off = wgmma_ldsm_row_offset(wg * 64 + wq * 16, lane);  // (LDSM)
+  // Runs loop(width) with width an integral_constant NN: the products over the tile's first NN
+  // routes. Narrow (g.narrow_tail): an expert's last route block holds its remaining routes
+  // first and padding after (align fills positions in order), so the products run over the
+  // first quarter, half or three quarters of the tile's routes where the rest are padding
+  // (W8A8 at 64-route tiles: m64n16k32 reads the weight operand as m64n64k32 does but a quarter
+  // of the activation rows and tensor-core work; W8A16 takes its weights from registers).
+  // Accumulators past NN stay 0 and belong to padding routes, which the epilogue skips. W8A8's
+  // int32 sums are the same bits as the full width's; W8A16's fp32 products of each route are
+  // the same instructions' over fewer columns. Every warp finds the last route held by ballot
+  // (the same answer CTA-wide). Each width's loop retires its products before returning: the
+  // widths' accumulators meet after the choice (register moves there while products run would
+  // serialize every wgmma: ptxas C7515).
+  auto with_width = [&](auto&& loop) {
+    int held = BN;
+    if (g.narrow_tail) {
+      int last = -1;
+#pragma unroll
+      for (int j = 0; j < BN / 32; ++j) {
+        const unsigned m = __ballot_sync(0xffffffffu, g.sorted_routes[pos0 + 32 * j + lane] >= 0);
+        if (m != 0u) last = 32 * j + 31 - __clz(static_cast<int>(m));
+      }
+      held = last + 1;
+    }
+    if (held <= BN / 4)
+      loop(std::integral_constant<int, BN / 4>{});
+    else if (held <= BN / 2)
+      loop(std::integral_constant<int, BN / 2>{});
+    else if (held <= 3 * BN / 4)
+      loop(std::integral_constant<int, 3 * BN / 4>{});
+    else
+      loop(std::integral_constant<int, BN>{});
+  };
   if constexpr (!INT8 && PIPELINED) {
     // W8A16 pipelined inside the warpgroup: the fragments of k16 step s + 1 are loaded and
     // widened while the products of steps s, s - 1 and s - 2 run, each step's fragments in
@@ -477,29 +509,35 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       cp_async_commit();
     }
     fill_epilogue_tables();
-    uint32_t a[4][4];
-    for (int64_t c = 0; c < chunks64; ++c) {
-      cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
-      if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
-      tma_wait(static_cast<int>(c % STAGES), c);  // TMA: chunk c's boxes have landed
-      __syncthreads();             // ... for every thread; chunk c - 2's products have retired
-      const int64_t next = c + AHEAD;
-      if (next < chunks64) load_chunk_selects(static_cast<int>(next % STAGES), next);
-      cp_async_commit();
-      const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
-      const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
-      wgmma_weight_fragment<T>(base, frag_row, q, 0, a[0]);
+    with_width([&](auto width) {
+      constexpr int NN = decltype(width)::value;
+      uint32_t a[4][4];
+      for (int64_t c = 0; c < chunks64; ++c) {
+        cp_async_wait<AHEAD - 1>();  // this thread's pieces of chunk c have landed
+        if constexpr (!TMA_A) fence_proxy_async_shared();  // ... visible to the async proxy (wgmma)
+        tma_wait(static_cast<int>(c % STAGES), c);  // TMA: chunk c's boxes have landed
+        __syncthreads();             // ... for every thread; chunk c - 2's products have retired
+        const int64_t next = c + AHEAD;
+        if (next < chunks64) load_chunk_selects(static_cast<int>(next % STAGES), next);
+        cp_async_commit();
+        const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
+        const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
+        wgmma_weight_fragment<T>(base, frag_row, q, 0, a[0]);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        wgmma_fence();
-        wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
-        wgmma_commit();
-        wgmma_fence_operands(acc);
-        wgmma_wait<3>();  // step s - 3 has retired
-        wgmma_fence_operands(acc);
-        if (k < 3) wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+        for (int k = 0; k < 4; ++k) {
+          wgmma_fence();
+          wgmma_f16_rs<T, NN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+          wgmma_commit();
+          wgmma_fence_operands(acc);
+          wgmma_wait<3>();  // step s - 3 has retired
+          wgmma_fence_operands(acc);
+          if (k < 3) wgmma_weight_fragment<T>(base, frag_row, q, k + 1, a[k + 1]);
+        }
       }
-    }
+      wgmma_fence_operands(acc);
+      wgmma_wait<0>();  // (with_width)
+      wgmma_fence_operands(acc);
+    });
   } else {
     // Loads run STAGES - 1 chunks ahead.
 #pragma unroll
@@ -508,10 +546,9 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       cp_async_commit();
     }
     fill_epilogue_tables();
-    // The chunk loop with products over the tile's first NN routes (W8A8's narrow last tiles,
-    // below; NN = BN elsewhere).
+    // The chunk loop with products over the tile's first NN routes (with_width).
     auto chunk_loop = [&](auto width) {
-      [[maybe_unused]] constexpr int NN = decltype(width)::value;
+      constexpr int NN = decltype(width)::value;
       int slot = 0, fill = STAGES - 1;  // c % STAGES, (c + STAGES - 1) % STAGES
       for (int c = 0; c < chunks; ++c) {
         cp_async_wait<STAGES - 2>();  // this thread's pieces of chunk c have landed
@@ -551,7 +588,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           for (int k = 0; k < 4; k += 2) {
             // LDSM: two steps per ldmatrix on the TMA feed; the cp.async one, whose loaders hold
             // ~8 registers more, spilled 36-44 bytes so (4-12 with one step per ldmatrix).
-            const uint32_t at = (base + ldsm_off) ^ static_cast<uint32_t>(k << 4);
+            [[maybe_unused]] const uint32_t at = (base + ldsm_off) ^ static_cast<uint32_t>(k << 4);
             if constexpr (LDSM && TMA) {
               wgmma_weight_fragments_ldsm<T>(at, a[k], a[k + 1]);
             } else if constexpr (LDSM) {
@@ -565,7 +602,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           wgmma_fence();
 #pragma unroll
           for (int k = 0; k < 4; ++k)
-            wgmma_f16_rs<T, BN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
+            wgmma_f16_rs<T, NN>(acc, a[k], db + 2 * k);  // +32 bytes a k16
           wgmma_commit();
           wgmma_fence_operands(acc);
           wgmma_wait<0>();
@@ -575,41 +612,11 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
           for (int k = 0; k < 4; ++k) wgmma_fence_operands(a[k]);
         }
       }
-      // Retired here, in each width's loop: the widths' accumulators meet after the choice below
-      // (register moves there while products run would serialize every wgmma: ptxas C7515).
       wgmma_fence_operands(acc);
       wgmma_wait<0>();
       wgmma_fence_operands(acc);
     };
-    if constexpr (INT8) {
-      // W8A8 (g.narrow_tail): an expert's last route block holds its remaining routes first and
-      // padding after (align fills positions in order), so the products run over the first
-      // quarter, half or three quarters of the tile's routes where the rest are padding: at
-      // 64-route tiles, m64n16k32 reads the weight operand as m64n64k32 does but a quarter of
-      // the activation rows and tensor-core work. Accumulators past NN stay 0 and belong to
-      // padding routes, which the epilogue skips. Int32 sums: the same bits as the full width.
-      // Every warp finds the last route held by ballot (the same answer CTA-wide).
-      int held = BN;
-      if (g.narrow_tail) {
-        int last = -1;
-#pragma unroll
-        for (int j = 0; j < BN / 32; ++j) {
-          const unsigned m = __ballot_sync(0xffffffffu, g.sorted_routes[pos0 + 32 * j + lane] >= 0);
-          if (m != 0u) last = 32 * j + 31 - __clz(static_cast<int>(m));
-        }
-        held = last + 1;
-      }
-      if (held <= BN / 4)
-        chunk_loop(std::integral_constant<int, BN / 4>{});
-      else if (held <= BN / 2)
-        chunk_loop(std::integral_constant<int, BN / 2>{});
-      else if (held <= 3 * BN / 4)
-        chunk_loop(std::integral_constant<int, 3 * BN / 4>{});
-      else
-        chunk_loop(std::integral_constant<int, BN>{});
-    } else {
-      chunk_loop(std::integral_constant<int, BN>{});
-    }
+    with_width(chunk_loop);
   }
   wgmma_fence_operands(acc);
   wgmma_wait<0>();

@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 // Per R = N / 2: the register placeholders and the accumulator operands with constraint C ("+r"
 // or "+f"), each list extending the shorter one, then the two descriptors' and the scale-d
@@ -136,20 +137,8 @@
 #define INT8_MOE_WGMMA_RS(INSTR, R)
 #endif
 
-// wgmma_f16_rs<TYPE, N> (R = N / 2 accumulators) for the PTX type name PTX.
-#define INT8_MOE_DEFINE_WGMMA_F16_RS(TYPE, PTX, N, R)                                  \
-  template <>                                                                          \
-  __device__ __forceinline__ void wgmma_f16_rs<TYPE, N>(                               \
-      float(&d)[R], const uint32_t(&a)[4], uint64_t desc_b) {                          \
-    INT8_MOE_WGMMA_RS("wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX "." PTX, R); \
-  }
-
 namespace int8_moe {
 
-// d += A (registers: mma.m16n8k16's A fragment per warp, warp w of the warpgroup rows 16w..) x B.
-template <typename T, int N>
-__device__ __forceinline__ void wgmma_f16_rs(float (&d)[N / 2], const uint32_t (&a)[4],
-                                             uint64_t desc_b);
 
 // d[0 .. N / 2) += A x B over N routes (B's first N rows): R >= N / 2 accumulators, the rest
 // untouched, so that a tile's last route block can multiply only the routes it holds (N a
@@ -175,11 +164,33 @@ __device__ __forceinline__ void wgmma_s8(int (&d)[R], uint64_t desc_a, uint64_t 
 #endif
 }
 
-INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 64, 32)
-INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 128, 64)
-INT8_MOE_DEFINE_WGMMA_F16_RS(__nv_bfloat16, "bf16", 256, 128)
-INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 64, 32)
-INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 128, 64)
-INT8_MOE_DEFINE_WGMMA_F16_RS(__half, "f16", 256, 128)
+// d[0 .. N / 2) += A (registers: mma.m16n8k16's A fragment per warp, warp w of the warpgroup
+// rows 16w..) x B over N routes, in T's PTX type (bf16 or f16); R >= N / 2 accumulators, the rest
+// untouched (as wgmma_s8).
+template <typename T, int N, int R>
+__device__ __forceinline__ void wgmma_f16_rs(float (&d)[R], const uint32_t (&a)[4],
+                                             uint64_t desc_b) {
+  static_assert(N / 2 <= R, "N / 2 accumulators");
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or fp16");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool BF16 = std::is_same_v<T, __nv_bfloat16>;
+#define INT8_MOE_WGMMA_F16_RS(NN, RR)                                                     \
+  if constexpr (N == NN && BF16)                                                          \
+    INT8_MOE_WGMMA_RS("wgmma.mma_async.sync.aligned.m64n" #NN "k16.f32.bf16.bf16", RR);  \
+  else if constexpr (N == NN)                                                             \
+    INT8_MOE_WGMMA_RS("wgmma.mma_async.sync.aligned.m64n" #NN "k16.f32.f16.f16", RR);    \
+  else
+  INT8_MOE_WGMMA_F16_RS(16, 8)
+  INT8_MOE_WGMMA_F16_RS(32, 16)
+  INT8_MOE_WGMMA_F16_RS(48, 24)
+  INT8_MOE_WGMMA_F16_RS(64, 32)
+  INT8_MOE_WGMMA_F16_RS(96, 48)
+  INT8_MOE_WGMMA_F16_RS(128, 64)
+  INT8_MOE_WGMMA_F16_RS(192, 96)
+  INT8_MOE_WGMMA_F16_RS(256, 128)
+  static_assert(N == 0, "no m64nNk16 instruction spelled out for this N");
+#undef INT8_MOE_WGMMA_F16_RS
+#endif
+}
 
 }  // namespace int8_moe
