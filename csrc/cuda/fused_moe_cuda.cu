@@ -446,17 +446,24 @@ std::pair<at::Tensor, at::Tensor> gather_gemm1_rows(MoeGemmArgs& g, const Routin
 }
 
 // L2 bytes of activation rows that a group of route blocks of a tiled or wgmma GEMM holds while
-// it walks the weight tiles together (tile_order.cuh). 16 MB: against launch order on an H100,
-// Mixtral-8x7B W8A8 M = 4096 0.97x the time, M = 16384 0.95x; Qwen3-30B-A3B M = 4096 0.94x
-// (W8A16) and 0.98x (W8A8), M = 16384 W8A8 0.94x; 4-16 MB within 2% of each other there, 64 MB
-// back near launch order; the rest within the run's spread (benchmarks/NOTES.md, variant 21).
+// it walks the weight tiles together (tile_order.cuh). On an H100 (variant 21) 16 MB against
+// launch order: Mixtral-8x7B W8A8 M = 4096 0.97x the time, M = 16384 0.95x; Qwen3-30B-A3B
+// M = 4096 0.94x (W8A16) and 0.98x (W8A8); 4-16 MB within 2% of each other there. On an H200
+// with today's kernels 4 MB (variant 79, `benchmarks/results/knob_ab_raster_h200.log`, forced,
+// best of 2): against 16 MB 0.93-0.999x the time on 22 of 27 rows over five SPEC shapes at
+// M = 1024-16384 and both modes (Qwen3-30B-A3B 0.97-0.99x, Qwen3-235B-A22B W8A8 0.93x at
+// M = 1024); Mixtral-8x7B at M >= 4096 1.005-1.018x there but 0.984x / 0.986x (W8A16) in another
+// run, OLMoE W8A16 M = 4096 1.001x; launch order 1.00-1.21x the time of 4 MB. The tiled GEMMs
+// (sm_80 / sm_89, and sm_90 without sm_90a code) keep 16 MB: not measured since.
 // INT8_MOE_RASTER_KB = 0 (launch order) | 64 | 256 | 1024 | 4096 | 8192 | 16384 | 32768 | 65536
 // forces it, for tuning and tests (64: groups of a few blocks even on small shapes).
-constexpr int kRasterKb = 16384;
-int64_t raster_bytes() {
+constexpr int kRasterKbWgmma = 4096;
+constexpr int kRasterKbTiled = 16384;
+int64_t raster_bytes(bool wgmma) {
   const int kb =
       choice_knob("INT8_MOE_RASTER_KB", {0, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536});
-  return static_cast<int64_t>(kb < 0 ? kRasterKb : kb) << 10;
+  const int auto_kb = wgmma ? kRasterKbWgmma : kRasterKbTiled;
+  return static_cast<int64_t>(kb < 0 ? auto_kb : kb) << 10;
 }
 
 // L2 bytes the CTAs of one decode GEMM may ask for before their PDL wait, all together: well
@@ -761,7 +768,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g1.act = p.act;
   g1.alpha = p.swiglu_alpha;
   g1.limit = p.swiglu_limit;
-  g1.raster_bytes = raster_bytes();
+  g1.raster_bytes = raster_bytes(path == GemmPath::kWgmma);
   g1.E = p.E;  // (the wgmma kernels' weight tensor maps; direct routing's expert ids)
   if (chain.direct) {
     g1.direct_ids = topk_ids.const_data_ptr();
