@@ -26,10 +26,11 @@ export INT8_MOE_UNDER_SANITIZER=1
 # unaligned views and non-finite rows; the grouped CTA orders (tile_order); direct
 # routing; the decode GEMM2 split over K; the parallel align; the activation passes' forms
 # (variants 64, 67, 72: ties, NaN, inf and subnormal rows), the ldmatrix fragments (61), the
-# staged GEMM2 output (63, 74) and W8A8's narrow last tiles (75). Those of variants 61-72 ran
-# clean by targeted selections in sessions 38-39 (memcheck over their bf16 cases, racecheck and
-# initcheck over subsets: benchmarks/results/sanitize_s38_h200.log, sanitize_s39_h200.log); 74
-# and 75 have not run under the tools, and this default selection has not run as a whole.
+# staged GEMM2 output (63, 74) and both modes' narrow last tiles (75, 78). Those of variants
+# 61-78 ran clean by targeted selections in sessions 38-41 (memcheck over their bf16 cases,
+# racecheck and initcheck over subsets; 74, 75 and 78: memcheck and racecheck, bf16:
+# benchmarks/results/sanitize_s38_h200.log, sanitize_s39_h200.log, sanitize_s41_h200.log); this
+# default selection has not run as a whole.
 # Left out: graph capture (it needs the caching allocator), the full model shapes and > 2^31
 # elements (minutes under instrumentation, same kernels), and the staged top-k sum's test (its
 # W8A16 GEMMs reach torch's grouped_mm, below: run it with INT8_MOE_GEMM_PATH=wgmma).

@@ -139,7 +139,6 @@
 
 namespace int8_moe {
 
-
 // d[0 .. N / 2) += A x B over N routes (B's first N rows): R >= N / 2 accumulators, the rest
 // untouched, so that a tile's last route block can multiply only the routes it holds (N a
 // quarter, half or three quarters of the tile's; m64nNk32 s8 takes N in steps of 16 up to 256).
