@@ -125,17 +125,14 @@
                : "l"(desc_a), "l"(desc_b), "r"(1))
 
 // The same with A's four registers (a[4]) instead of its descriptor; the immediates after the
-// predicate: scale-a and scale-b +1, B not transposed.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// predicate: scale-a and scale-b +1, B not transposed. (Both expand only inside the sm_90a
+// branches of wgmma_s8 / wgmma_f16_rs below.)
 #define INT8_MOE_WGMMA_RS(INSTR, R)                                                           \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " INT8_MOE_WGMMA_RS_PRED_##R ", 0;\n" INSTR \
                " {" INT8_MOE_WGMMA_REGS_##R "}, " INT8_MOE_WGMMA_RS_OPERANDS_##R              \
                ", p, 1, 1, 0;\n}\n"                                                          \
                : INT8_MOE_WGMMA_ACC_##R("+f")                                                 \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
-#else
-#define INT8_MOE_WGMMA_RS(INSTR, R)
-#endif
 
 namespace int8_moe {
 
