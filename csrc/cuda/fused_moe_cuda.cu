@@ -228,8 +228,21 @@ constexpr int64_t kGroupedMmMinPerExpert = 64;
 // 2880 0.98x / 0.97x; so wgmma up to 1024 there too, which spares the layer's transient bf16
 // copy of the weights (1.9 GB for Mixtral's w13).
 constexpr int64_t wgmma_max_per_expert(int64_t I) { return I <= 256 ? 2048 : 1024; }
-// Intermediate size from which GEMM2's rows count as long for the W8A16 decode/wgmma choice.
-constexpr int64_t kDecodeLongRowI = 2048;
+// Routes per expert up to which the decode kernel runs where the wgmma kernels do not take over
+// (its blocks hold at most 16 routes).
+constexpr int64_t kDecodeMaxPerExpert = 16;
+// GEMM2 weight tiles (E * ceil(H / 128)) under which the wgmma grids count as few (Mixtral-8x7B:
+// 8 * 32 = 256; every other SPEC shape at TP 1 has 736 or more).
+constexpr int64_t kFewWgmmaTiles = 512;
+
+// Routes per expert from which the wgmma kernels replace the decode kernel (sm_90a). PROVISIONAL
+// (session 42 run 2 measures it).
+int64_t wgmma_min_per_expert(bool int8_act, int64_t E, int64_t H, int64_t I) {
+  const bool few_tiles = E * ceil_div(H, int64_t{128}) < kFewWgmmaTiles;
+  if (int8_act) return few_tiles && I >= 2048 && I < 7168 ? 12 : 6;
+  if (few_tiles) return I >= 7168 ? 12 : kDecodeMaxPerExpert + 1;
+  return 8;
+}
 
 // A tuning knob (environment variable `var`): -1 when unset or "auto", else one of `allowed`;
 // anything else is a clear error naming the variable.
@@ -586,7 +599,7 @@ int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_a
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8;
 // I: the intermediate size (GEMM2's K).
 GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool wgmma_ok,
-                          int64_t per_expert, int64_t I) {
+                          int64_t per_expert, int64_t E, int64_t H, int64_t I) {
   if (!aligned) return GemmPath::kSimt;
   const char* env = std::getenv("INT8_MOE_GEMM_PATH");
   const std::string forced = env ? env : "";
@@ -606,15 +619,11 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
                 "capability 9.0 device and a build whose TORCH_CUDA_ARCH_LIST includes 9.0a");
     return GemmPath::kWgmma;
   }
-  // W8A8 on wgmma from 9 routes per expert: at 16 it takes 0.82x the decode kernel's time on
-  // Mixtral and 0.75x on Qwen3-30B-A3B (benchmarks/NOTES.md, variant 9).
-  if (int8_act && wgmma_ok && per_expert > 8) return GemmPath::kWgmma;
-  // W8A16 at 16 per expert: wgmma where GEMM2's rows are short (I < kDecodeLongRowI), 0.82-0.99x
-  // the decode kernel's time on Qwen3-30B-A3B, Qwen3-235B-A22B and Mixtral at TP 8; the decode
-  // kernel where they are long (Mixtral I >= 3584: 0.95-0.96x wgmma's).
-  const bool short_rows = !int8_act && wgmma_ok && I < kDecodeLongRowI;
-  if (per_expert <= (short_rows ? 15 : 16)) return GemmPath::kDecode;
-  if (int8_act) return GemmPath::kTiled;
+  if (per_expert <= kDecodeMaxPerExpert) {
+    const bool wgmma = wgmma_ok && per_expert >= wgmma_min_per_expert(int8_act, E, H, I);
+    return wgmma ? GemmPath::kWgmma : GemmPath::kDecode;
+  }
+  if (int8_act) return wgmma_ok ? GemmPath::kWgmma : GemmPath::kTiled;
   // W8A16 on wgmma up to wgmma_max_per_expert(I) routes per expert (0.78x the tiled kernel's time
   // at 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped
   // GEMM on widened weights wins for bf16 (variants 10, 16 and 33).
@@ -736,7 +745,8 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   const int64_t per_expert = ceil_div(n_routes, std::max<int64_t>(p.E, 1));
   const bool grouped_mm_ok = std::is_same_v<T, __nv_bfloat16> && is_sm90_or_newer(x.get_device());
   const GemmPath path = choose_gemm_path(aligned, p.per_token, grouped_mm_ok,
-                                         wgmma_supported(x.get_device()), per_expert, p.I);
+                                         wgmma_supported(x.get_device()), per_expert, p.E, p.H,
+                                         p.I);
   const bool prefill = path == GemmPath::kGroupedMm;
   int BM = kSimtBM;
   if (path == GemmPath::kDecode) BM = decode_block_routes(per_expert, p.per_token);
