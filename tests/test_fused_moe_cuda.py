@@ -746,6 +746,31 @@ def test_parallel_align_rule(monkeypatch, M, parallel):
     assert_ran(names, "moe_align_kernel<", not parallel)
 
 
+# The default decode / wgmma rule (wgmma_min_per_expert) on both sides of each threshold, in
+# routes per expert ceil(M k / E), each output checked against the reference: GEMM2 weight tiles
+# E * ceil(H / 128) few (8 * 8 = 64: W8A16 from 12 where I >= 7168, W8A8 from 12 where
+# 2048 <= I < 7168), neither (64 * 8 = 512: W8A16 from 7, W8A8 from 6) and many (256 * 16 = 4096:
+# W8A8 from 2).
+@pytest.mark.parametrize("M,H,I,E,k,act_quant,wgmma", [
+    (44, 1024, 7168, 8, 2, "none", False), (45, 1024, 7168, 8, 2, "none", True),
+    (64, 1024, 7152, 8, 2, "none", False),
+    (44, 1024, 3584, 8, 2, "per_token", False), (45, 1024, 3584, 8, 2, "per_token", True),
+    (96, 1024, 176, 64, 4, "none", False), (97, 1024, 176, 64, 4, "none", True),
+    (80, 1024, 176, 64, 4, "per_token", False), (81, 1024, 176, 64, 4, "per_token", True),
+    (32, 2048, 96, 256, 8, "per_token", False), (33, 2048, 96, 256, 8, "per_token", True),
+    (33, 2048, 96, 256, 8, "none", False),
+])
+def test_decode_wgmma_rule(monkeypatch, M, H, I, E, k, act_quant, wgmma):
+    if not wgmma_expected():
+        pytest.skip("wgmma needs a compute capability 9.0 GPU")
+    monkeypatch.setenv("INT8_MOE_GEMM_PATH", "auto")
+    case = make_case(M, H, I, E, k, device="cuda", seed=M + I)
+    check(case, act_quant=act_quant)
+    names = kernel_names(case, act_quant=act_quant)
+    assert_ran(names, "moe_gemm_wgmma", wgmma)
+    assert_ran(names, "moe_gemm_decode_kernel", not wgmma)
+
+
 # The default gather rule: the wgmma GEMM1 takes rows gathered per sorted position from I = 3072
 # for W8A16 and from 8192 for W8A8 (the sizes just below and at each), with the router weight on
 # the input (k = 1: W8A8 quantizes the weighted rows, W8A16 weighs in GEMM1's epilogue), each

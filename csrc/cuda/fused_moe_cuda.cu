@@ -231,17 +231,32 @@ constexpr int64_t wgmma_max_per_expert(int64_t I) { return I <= 256 ? 2048 : 102
 // Routes per expert up to which the decode kernel runs where the wgmma kernels do not take over
 // (its blocks hold at most 16 routes).
 constexpr int64_t kDecodeMaxPerExpert = 16;
-// GEMM2 weight tiles (E * ceil(H / 128)) under which the wgmma grids count as few (Mixtral-8x7B:
-// 8 * 32 = 256; every other SPEC shape at TP 1 has 736 or more).
+// GEMM2 weight tiles of the wgmma kernels (E * ceil(H / 128)) under which their grids count as
+// few (Mixtral-8x7B: 8 * 32 = 256; the other SPEC shapes have 736 or more), and from which many
+// (Qwen3-235B-A22B: 4096, DeepSeek-V3: 14336).
 constexpr int64_t kFewWgmmaTiles = 512;
+constexpr int64_t kManyWgmmaTiles = 4096;
 
-// Routes per expert from which the wgmma kernels replace the decode kernel (sm_90a). PROVISIONAL
-// (session 42 run 2 measures it).
+// Routes per expert (ceil(M k / E)) from which the wgmma kernels replace the decode kernel on
+// sm_90a: the first count at which forcing wgmma beat forcing decode on an H200 over SPEC's eight
+// shapes and TP splits, 2-16 per expert (benchmarks/results/knob_ab_decode_wgmma_s42_h200.log,
+// knob_ab_decode_wgmma_low_s42_h200.log; benchmarks/NOTES.md, variant 80). The narrow last tiles
+// (variants 75, 78) made wgmma cheap on partly empty route blocks and moved the boundary down.
+// - W8A16: 7 (0.94-0.98x the decode kernel's time at 7 on Qwen3-30B-A3B, OLMoE, gpt-oss,
+//   DeepSeek-V2-Lite, Qwen1.5-MoE, 1.00x on Qwen3-235B; 1.03-1.05x at 6). Mixtral, whose grids
+//   are few: 12 where I >= 7168 (0.93x / 0.98x at 12, 1.02x / 1.10x at 10), never where I is
+//   3584 or 1792 (1.08-1.29x / 0.99-1.17x through 16).
+// - W8A8: 6 (0.91-0.98x at 6, 0.93-1.04x at 5); 2 on many tiles (Qwen3-235B, DeepSeek-V3:
+//   0.92-0.99x at 2, the smallest count measured); 12 on few tiles where 2048 <= I < 7168
+//   (measured at Mixtral's I = 3584: 1.05-1.06x at 6, 1.00-1.02x at 8-10, 0.98x at 12).
 int64_t wgmma_min_per_expert(bool int8_act, int64_t E, int64_t H, int64_t I) {
-  const bool few_tiles = E * ceil_div(H, int64_t{128}) < kFewWgmmaTiles;
-  if (int8_act) return few_tiles && I >= 2048 && I < 7168 ? 12 : 6;
-  if (few_tiles) return I >= 7168 ? 12 : kDecodeMaxPerExpert + 1;
-  return 8;
+  const int64_t tiles = E * ceil_div(H, 128);
+  if (tiles < kFewWgmmaTiles) {
+    if (int8_act) return I >= 2048 && I < 7168 ? 12 : 6;
+    return I >= 7168 ? 12 : kDecodeMaxPerExpert + 1;
+  }
+  if (int8_act) return tiles >= kManyWgmmaTiles ? 2 : 6;
+  return 7;
 }
 
 // A tuning knob (environment variable `var`): -1 when unset or "auto", else one of `allowed`;
@@ -597,7 +612,7 @@ int decode_splits(const MoeGemmArgs& g2, int64_t max_blocks, int BM, bool int8_a
 }
 
 // aligned: the tensor-core kernels apply (tensor_core_supported, not fp32); int8_act: W8A8;
-// I: the intermediate size (GEMM2's K).
+// E, H, I: the local experts, hidden and intermediate sizes (I is GEMM2's K).
 GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool wgmma_ok,
                           int64_t per_expert, int64_t E, int64_t H, int64_t I) {
   if (!aligned) return GemmPath::kSimt;
@@ -619,10 +634,12 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
                 "capability 9.0 device and a build whose TORCH_CUDA_ARCH_LIST includes 9.0a");
     return GemmPath::kWgmma;
   }
+  // Up to 16 routes per expert: the decode kernel, or wgmma from wgmma_min_per_expert() on sm_90a.
   if (per_expert <= kDecodeMaxPerExpert) {
     const bool wgmma = wgmma_ok && per_expert >= wgmma_min_per_expert(int8_act, E, H, I);
     return wgmma ? GemmPath::kWgmma : GemmPath::kDecode;
   }
+  // W8A8 above: wgmma (0.75-0.82x the decode kernel's time at 16, variant 9), else the tiled one.
   if (int8_act) return wgmma_ok ? GemmPath::kWgmma : GemmPath::kTiled;
   // W8A16 on wgmma up to wgmma_max_per_expert(I) routes per expert (0.78x the tiled kernel's time
   // at 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped
