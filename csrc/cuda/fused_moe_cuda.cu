@@ -639,7 +639,7 @@ GemmPath choose_gemm_path(bool aligned, bool int8_act, bool grouped_mm_ok, bool 
     const bool wgmma = wgmma_ok && per_expert >= wgmma_min_per_expert(int8_act, E, H, I);
     return wgmma ? GemmPath::kWgmma : GemmPath::kDecode;
   }
-  // W8A8 above: wgmma (0.75-0.82x the decode kernel's time at 16, variant 9), else the tiled one.
+  // W8A8 above 16: wgmma on sm_90a (variant 9), else the tiled kernel.
   if (int8_act) return wgmma_ok ? GemmPath::kWgmma : GemmPath::kTiled;
   // W8A16 on wgmma up to wgmma_max_per_expert(I) routes per expert (0.78x the tiled kernel's time
   // at 64 per expert, 0.67-0.68x the widen + grouped_mm path's at 256); above, torch's grouped
