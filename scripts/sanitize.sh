@@ -40,7 +40,7 @@ SELECT="forced or w8a8 or hostile or weight_on_input or every_kernel_path or per
 or (many_experts and not 1500) or two_streams or equals_cpu_on_every_path or unaligned \
 or non_finite or decode_chain or no_valid_route or tile_order or direct_routing or decode_split \
 or parallel_align or act_quant or wgmma_ldsm_fragments or wgmma_staged_output or wgmma_narrow_tail \
-or decode_wgmma_rule"
+or decode_wgmma_rule or wgmma_staged_intermediate"
 tools=("$@"); [ ${#tools[@]} -eq 0 ] && tools=(memcheck racecheck initcheck synccheck)
 # initcheck must watch torch's kernels write our inputs, so it instruments every kernel and runs
 # a smaller selection (still every kernel family, tails, empty experts and hostile ids).

@@ -362,6 +362,36 @@ def test_wgmma_staged_output_agrees(monkeypatch, act_quant, bn, wg, H, I, k, dty
         assert torch.equal(outs[0], other)
 
 
+# GEMM1's intermediate tile staged in shared memory (stmatrix) and written as 32-byte pieces of
+# each route's columns (INT8_MOE_WGMMA_STAGE_INTER, on by default) against each thread's 2-byte
+# stores: the same values, so the same bits. Both modes; 64 routes per tile with LDSM's permuted
+# intermediate off and on (W8A16), 128 (W8A16 pipelined; W8A8 with 2 and 4 warpgroups: 64 and 128
+# staged columns) and 256; both feeds; I = 176 / 400 (the last column tile partly beyond I), both
+# gated layouts, biases, empty experts, each against the reference and repeated bitwise.
+@pytest.mark.parametrize("act_quant, bn, wg, ldsm", [("none", "64", "auto", "0"),
+                                                     ("none", "64", "auto", "1"),
+                                                     ("none", "128", "auto", "auto"),
+                                                     ("per_token", "64", "auto", "auto"),
+                                                     ("per_token", "128", "2", "auto"),
+                                                     ("per_token", "128", "4", "auto"),
+                                                     ("per_token", "256", "2", "auto")])
+@pytest.mark.parametrize("H, I", [(208, 176), (1040, 400)])
+@pytest.mark.parametrize("activation", ["silu", "swigluoai"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_wgmma_staged_intermediate_agrees(monkeypatch, act_quant, bn, wg, ldsm, H, I, activation,
+                                          dtype):
+    case = forced_wgmma_case(monkeypatch, 300, H, I, 3, dtype, seed=H + I, bn=bn, wg=wg)
+    monkeypatch.setenv("INT8_MOE_WGMMA_LDSM", ldsm)
+    outs = []
+    for tma in ("0", "1"):
+        monkeypatch.setenv("INT8_MOE_WGMMA_TMA", tma)
+        for staged in ("0", "1"):
+            monkeypatch.setenv("INT8_MOE_WGMMA_STAGE_INTER", staged)
+            outs.append(check_repeatable(case, dtype, act_quant=act_quant, activation=activation))
+    for other in outs[1:]:
+        assert torch.equal(outs[0], other)
+
+
 # The wgmma GEMMs multiply a route block whose last routes are padding over only the first
 # quarter, half or three quarters of its routes (INT8_MOE_WGMMA_NARROW, on by default): W8A8's
 # int32 sums and W8A16's fp32 products (the same instructions over fewer columns) are the same
@@ -402,6 +432,7 @@ BAD_WGMMA_KNOBS = [
     ("WGMMA_GATHER", "yes", "auto, 0 or 1", "none"),
     ("WGMMA_LDSM", "on", "auto, 0 or 1", "none"),
     ("WGMMA_STAGE_OUT", "2", "auto, 0 or 1", "none"),
+    ("WGMMA_STAGE_INTER", "on", "auto, 0 or 1", "none"),
     ("WGMMA_NARROW", "2", "auto, 0 or 1", "none"),
 ]
 

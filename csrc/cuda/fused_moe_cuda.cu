@@ -423,6 +423,18 @@ bool wgmma_stage_out() {
   const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_OUT", {0, 1});
   return forced != 0;
 }
+// The same for GEMM1's intermediate tile (stmatrix into a [route][column] tile, 32-byte pieces
+// of each route's columns out; the same bits as each thread's 2-byte stores). On by default: on
+// an H200 (`benchmarks/results/knob_ab_stage_inter_h200.log`, off / on, best of two rounds) the
+// forward took 0.966x / 0.972x the time at Mixtral-8x7B M = 4096 (W8A16 / W8A8; W8A8 0.953x at
+// 16384), 0.984x / 0.955x at Qwen3-30B-A3B M = 4096, 0.949x / 0.964x at 16384, 0.974-0.977x on
+// Qwen3-235B-A22B at TP 1 and 8, 0.988-1.019x at M = 1024, 0.999-1.010x on gpt-oss-20b and
+// DeepSeek-V3 (whose wgmma kernels took 0.98-0.99x the time; benchmarks/NOTES.md, variant 81).
+// INT8_MOE_WGMMA_STAGE_INTER = 0 | 1 forces it off or on, for tuning and tests.
+bool wgmma_stage_inter() {
+  const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_INTER", {0, 1});
+  return forced != 0;
+}
 
 // Whether the wgmma GEMMs multiply a route block whose last routes are padding over only the
 // first quarter, half or three quarters of its routes (MoeGemmArgs::narrow_tail,
@@ -832,6 +844,7 @@ void fused_moe_impl(const at::Tensor& x, const at::Tensor& w13, const at::Tensor
   g2.out = route_out.mutable_data_ptr();
   g2.split_stride = n_routes * p.H;
   g2.stage_out = path == GemmPath::kWgmma && wgmma_stage_out();
+  g1.stage_out = path == GemmPath::kWgmma && wgmma_stage_inter();
   g1.narrow_tail = g2.narrow_tail = path == GemmPath::kWgmma && wgmma_narrow_tail();
 
   if (prefill) {

@@ -37,7 +37,9 @@
 // 2q / 2q + 1 of each 8-route group), through the shared store_pair_values: acc (* a_scale) *
 // w_scale (+ bias); GEMM1 (GATED) pairs gate row r with up row r + 8 as the tiled kernel does and
 // writes the intermediate in the activation dtype (W8A8 quantizes it per token next); GEMM2
-// writes each route's row times its router weight. No split-K: deterministic.
+// writes each route's row times its router weight. Both by default through shared memory
+// (MoeGemmArgs::stage_out: stmatrix into a tile of whole route rows, then 16- or 32-byte pieces
+// out). No split-K: deterministic.
 // Needs H % 16 == 0, I % 16 == 0 and 16-byte aligned operands.
 #pragma once
 
@@ -651,7 +653,61 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       }
     }
   };
-  if constexpr (!GATED) {
+  if constexpr (GATED) {
+    if (g.stage_out) {
+      // GEMM1's intermediate tile through shared memory, as GEMM2's output below: thread (grp, q)
+      // holds one intermediate column (its gate row grp paired with up row grp + 8) of 32
+      // routes, and its 2-byte stores (8 columns x 4 routes a warp store) half-fill 32-byte
+      // sectors. Each 8 columns x 8 routes of a warp go to a [route][column] tile by one
+      // matrix of stmatrix .trans (the mma fragment's rows are the columns here), then the CTA
+      // writes each route's COLS contiguous values as 32-byte pieces (16 columns: LDSM's
+      // permutation per 16 applied on the way, perm16_words). The same values rounded the same
+      // way as store_pair_values'.
+      constexpr int COLS = ROWS / 2;  // intermediate columns of the tile
+      constexpr int SROW = COLS + 8;  // a staged route (16 bytes over: stmatrix conflict-free)
+      static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
+                    "the staged tile fits the ring");
+      static_assert(BN % 32 == 0 && COLS % 16 == 0, "whole stmatrix x4 groups and 16-column pieces");
+      T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
+      const uint32_t stage_addr = shared_address(stage);
+      const int c0 = (wg * 4 + wq) * 8;  // the warp's first column of the tile
+#pragma unroll
+      for (int t = 0; t < BN / 32; ++t) {  // matrices u = 0 .. 3: routes 8 (4t + u) .. + 7
+        uint32_t reg[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int n = 4 * t + u;
+          float a[2];
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            float v0, v1;
+            scale_row_pair(static_cast<float>(acc[4 * n + i]),
+                           static_cast<float>(acc[4 * n + 2 + i]),
+                           route_tab[n * 8 + 2 * q + i].in_mul, s, bv, v0, v1);
+            a[i] = gated_activation(g.act, v0, v1, g.alpha, g.limit);
+          }
+          reg[u] = pack_pair<T>(a[0], a[1]);
+        }
+        const int rl = (4 * t + lane / 8) * 8 + lane % 8;  // this lane addresses matrix lane / 8
+        stsm_x4_trans(stage_addr + static_cast<uint32_t>((rl * SROW + c0) * sizeof(T)), reg);
+      }
+      __syncthreads();
+      constexpr int ROW_PIECES = COLS / 16;  // 32-byte pieces of a staged route row
+      // I % 16 == 0: a piece is all inside I or all beyond it.
+      for (int idx = tid; idx < BN * ROW_PIECES; idx += THREADS) {
+        const int rl = idx / ROW_PIECES, piece = idx % ROW_PIECES;
+        const int64_t col = tile0 + piece * 16;
+        if (route_tab[rl].route < 0 || col >= inter) continue;
+        const uint4* src = reinterpret_cast<const uint4*>(stage + rl * SROW + piece * 16);
+        uint4 lo = src[0], hi = src[1];
+        if constexpr (LDSM) perm16_words(lo, hi);
+        uint4* dst = reinterpret_cast<uint4*>(static_cast<T*>(g.out) + (pos0 + rl) * inter + col);
+        dst[0] = lo;
+        dst[1] = hi;
+      }
+      return;
+    }
+  } else {
     if (g.stage_out) {
       // GEMM2's tile through shared memory: each thread's values (2 bytes apart by 8 rows, 4 routes
       // a warp store: half-written 32-byte sectors) staged as [route][row], then written as
