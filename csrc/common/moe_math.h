@@ -89,11 +89,24 @@ INT8_MOE_HD uint32_t quantize_activation_magic(float x, float inv, bool& exact) 
 #endif
 }
 
+// silu(g) * u: SPEC's default activation, on its own for epilogues that pick the activation
+// once instead of per value (the wgmma GEMM1's). On the device by the approximate exponential
+// and division (about 2 ulp of fp32, far below the bf16 / fp16 rounding that follows; the same
+// infinities and NaNs): IEEE division's slow-path branch made each value's ~100-cycle chain of
+// dependent steps run after the previous value's; without it an epilogue's values interleave.
+INT8_MOE_HD float silu_and_mul(float g, float u) {
+#if defined(__CUDA_ARCH__)
+  return __fdividef(g, 1.0f + __expf(-g)) * u;
+#else
+  return g / (1.0f + expf(-g)) * u;
+#endif
+}
+
 // act(g, u) for the gated activations of SPEC. g is the gate row, u the up row.
 INT8_MOE_HD float gated_activation(Activation act, float g, float u, float alpha, float limit) {
   switch (act) {
     case Activation::kSilu:
-      return g / (1.0f + expf(-g)) * u;
+      return silu_and_mul(g, u);
     case Activation::kGelu:
       return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f)) * u;
     case Activation::kGeluTanh: {

@@ -671,26 +671,36 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
       const uint32_t stage_addr = shared_address(stage);
       const int c0 = (wg * 4 + wq) * 8;  // the warp's first column of the tile
+      // act(gate, up) chosen once for the tile: silu (SPEC's default) without the per-value
+      // switch, whose jump table split the 32 values' math into blocks run one after another.
+      auto stage_tile = [&](auto&& act) {
 #pragma unroll
-      for (int t = 0; t < BN / 32; ++t) {  // matrices u = 0 .. 3: routes 8 (4t + u) .. + 7
-        uint32_t reg[4];
+        for (int t = 0; t < BN / 32; ++t) {  // matrices u = 0 .. 3: routes 8 (4t + u) .. + 7
+          uint32_t reg[4];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          const int n = 4 * t + u;
-          float a[2];
+          for (int u = 0; u < 4; ++u) {
+            const int n = 4 * t + u;
+            float a[2];
 #pragma unroll
-          for (int i = 0; i < 2; ++i) {
-            float v0, v1;
-            scale_row_pair(static_cast<float>(acc[4 * n + i]),
-                           static_cast<float>(acc[4 * n + 2 + i]),
-                           route_tab[n * 8 + 2 * q + i].in_mul, s, bv, v0, v1);
-            a[i] = gated_activation(g.act, v0, v1, g.alpha, g.limit);
+            for (int i = 0; i < 2; ++i) {
+              float v0, v1;
+              scale_row_pair(static_cast<float>(acc[4 * n + i]),
+                             static_cast<float>(acc[4 * n + 2 + i]),
+                             route_tab[n * 8 + 2 * q + i].in_mul, s, bv, v0, v1);
+              a[i] = act(v0, v1);
+            }
+            reg[u] = pack_pair<T>(a[0], a[1]);
           }
-          reg[u] = pack_pair<T>(a[0], a[1]);
+          const int rl = (4 * t + lane / 8) * 8 + lane % 8;  // this lane: matrix lane / 8
+          stsm_x4_trans(stage_addr + static_cast<uint32_t>((rl * SROW + c0) * sizeof(T)), reg);
         }
-        const int rl = (4 * t + lane / 8) * 8 + lane % 8;  // this lane addresses matrix lane / 8
-        stsm_x4_trans(stage_addr + static_cast<uint32_t>((rl * SROW + c0) * sizeof(T)), reg);
-      }
+      };
+      if (g.act == Activation::kSilu)
+        stage_tile([](float gate, float up) { return silu_and_mul(gate, up); });
+      else
+        stage_tile([&](float gate, float up) {
+          return gated_activation(g.act, gate, up, g.alpha, g.limit);
+        });
       __syncthreads();
       constexpr int ROW_PIECES = COLS / 16;  // 32-byte pieces of a staged route row
       // I % 16 == 0: a piece is all inside I or all beyond it.
