@@ -23,16 +23,17 @@ export INT8_MOE_UNDER_SANITIZER=1
 # The cases: every kernel family forced on shapes with K/N tails, uneven and empty experts,
 # biases, both gated layouts; hostile and mapped ids; int64 ids with the input-side weight; the
 # W8A8 and fp32 paths; many experts (routing scan); two streams at once; every quantization path,
-# unaligned views and non-finite rows; the grouped CTA orders (tile_order); direct
-# routing; the decode GEMM2 split over K; the parallel align; the activation passes' forms
-# (variants 64, 67, 72: ties, NaN, inf and subnormal rows), the ldmatrix fragments (61), the
-# staged GEMM2 output (63, 74), both modes' narrow last tiles (75, 78) and the decode / wgmma
-# rule (80). Those of variants 61-80 ran clean by targeted selections in sessions 38-42 (memcheck
-# over their bf16 cases, racecheck and initcheck over subsets; 74, 75 and 78: memcheck and
-# racecheck, bf16; 80: memcheck, racecheck, initcheck: benchmarks/results/sanitize_s38_h200.log,
-# sanitize_s39_h200.log, sanitize_s41_h200.log, sanitize_s42_h200.log); this default selection
-# has not run as a whole (session 42's memcheck of it stopped at 440 s after ~123 tests: none
-# failed, no report).
+# unaligned views and non-finite rows; the grouped CTA orders (tile_order); direct routing; the
+# decode GEMM2 split over K; the parallel align; the activation passes' forms (variants 64, 67,
+# 72: ties, NaN, inf and subnormal rows), the ldmatrix fragments (61), the staged GEMM2 output
+# (63, 74), both modes' narrow last tiles (75, 78), the decode / wgmma rule (80) and the staged
+# GEMM1 intermediate (81, 82: memcheck clean over its bf16 cases in session 43,
+# sanitize_s43_h200.log; racecheck not yet through). Those of variants 61-80 ran clean by targeted
+# selections in sessions 38-42 (memcheck over their bf16 cases, racecheck and initcheck over
+# subsets; 74, 75 and 78: memcheck and racecheck, bf16; 80: memcheck, racecheck, initcheck:
+# benchmarks/results/sanitize_s38_h200.log, sanitize_s39_h200.log, sanitize_s41_h200.log,
+# sanitize_s42_h200.log); this default selection has not run as a whole (session 42's memcheck of
+# it stopped at 440 s after ~123 tests: none failed, no report).
 # Left out: graph capture (it needs the caching allocator), the full model shapes and > 2^31
 # elements (minutes under instrumentation, same kernels), and the staged top-k sum's test (its
 # W8A16 GEMMs reach torch's grouped_mm, below: run it with INT8_MOE_GEMM_PATH=wgmma).
