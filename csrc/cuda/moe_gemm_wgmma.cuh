@@ -667,7 +667,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       constexpr int SROW = COLS + 8;  // a staged route (16 bytes over: stmatrix conflict-free)
       static_assert(BN * SROW * static_cast<int>(sizeof(T)) <= STAGES * STAGE_BYTES,
                     "the staged tile fits the ring");
-      static_assert(BN % 32 == 0 && COLS % 16 == 0, "whole stmatrix x4 groups and 16-column pieces");
+      static_assert(BN % 32 == 0 && COLS % 16 == 0,
+                    "whole stmatrix x4 groups and 16-column pieces");
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
       const uint32_t stage_addr = shared_address(stage);
       const int c0 = (wg * 4 + wq) * 8;  // the warp's first column of the tile
