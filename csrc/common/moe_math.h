@@ -92,8 +92,9 @@ INT8_MOE_HD uint32_t quantize_activation_magic(float x, float inv, bool& exact) 
 // silu(g) * u: SPEC's default activation, on its own for epilogues that pick the activation
 // once instead of per value (the wgmma GEMM1's). On the device by the approximate exponential
 // and division (about 2 ulp of fp32, far below the bf16 / fp16 rounding that follows; the same
-// infinities and NaNs): IEEE division's slow-path branch made each value's ~100-cycle chain of
-// dependent steps run after the previous value's; without it an epilogue's values interleave.
+// infinities and NaNs): IEEE division's slow-path branch (FCHK, CALL in the SASS) made each
+// value's chain of dependent steps run after the previous value's; without it an epilogue's
+// values interleave.
 INT8_MOE_HD float silu_and_mul(float g, float u) {
 #if defined(__CUDA_ARCH__)
   return __fdividef(g, 1.0f + __expf(-g)) * u;

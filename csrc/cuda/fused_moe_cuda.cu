@@ -429,7 +429,8 @@ bool wgmma_stage_out() {
 // forward took 0.966x / 0.972x the time at Mixtral-8x7B M = 4096 (W8A16 / W8A8; W8A8 0.953x at
 // 16384), 0.984x / 0.955x at Qwen3-30B-A3B M = 4096, 0.949x / 0.964x at 16384, 0.974-0.977x on
 // Qwen3-235B-A22B at TP 1 and 8, 0.988-1.019x at M = 1024, 0.999-1.010x on gpt-oss-20b and
-// DeepSeek-V3 (whose wgmma kernels took 0.98-0.99x the time; benchmarks/NOTES.md, variant 81).
+// DeepSeek-V3 at M = 4096 (their wgmma kernels 0.97-0.99x the time; benchmarks/NOTES.md,
+// variant 81).
 // INT8_MOE_WGMMA_STAGE_INTER = 0 | 1 forces it off or on, for tuning and tests.
 bool wgmma_stage_inter() {
   const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_INTER", {0, 1});
