@@ -451,8 +451,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   // (the same answer CTA-wide). Each width's loop retires its products before returning: the
   // widths' accumulators meet after the choice (register moves there while products run would
   // serialize every wgmma: ptxas C7515).
+  int held = BN;  // routes of the block up to its last real one (the staged epilogues' bound)
   auto with_width = [&](auto&& loop) {
-    int held = BN;
     if (g.narrow_tail) {
       int last = -1;
 #pragma unroll
@@ -677,6 +677,9 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       auto stage_tile = [&](auto&& act) {
 #pragma unroll
         for (int t = 0; t < BN / 32; ++t) {  // matrices u = 0 .. 3: routes 8 (4t + u) .. + 7
+          // Groups wholly past the block's last real route hold padding only, which the
+          // copy-out skips: neither activated nor staged (held is the same CTA-wide).
+          if (t > 0 && 32 * t >= held) break;
           uint32_t reg[4];
 #pragma unroll
           for (int u = 0; u < 4; ++u) {
@@ -739,6 +742,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       const uint32_t stage_addr = shared_address(stage);
 #pragma unroll
       for (int t = 0; t < BN / 16; ++t) {  // matrices 4t .. 4t + 3: n = 2t, 2t + 1
+        if (t > 0 && 16 * t >= held) break;  // padding only past here (the copy skips it)
         uint32_t reg[4];
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
