@@ -276,6 +276,9 @@ int choice_knob(const char* var, std::initializer_list<int> allowed) {
               "'");
   return found;
 }
+// A switch on by default (unset or "auto"); "0" turns it off, "1" keeps it on (choice_knob's
+// error for anything else).
+bool default_on_knob(const char* var) { return choice_knob(var, {0, 1}) != 0; }
 
 // Whether the top-k sum stages its route rows in shared memory (moe_topk_sum_staged_kernel):
 // for 2-byte activations with 8-wide loads, unsplit, k <= 8, from kTopkSumStagedMinTokens
@@ -420,8 +423,7 @@ bool wgmma_ldsm(int BN, bool tma, int64_t I) {
 // 16384), 0.947x / 0.927x (W8A8), 0.96-0.98x at M = 1024, 0.985-1.003x on Mixtral-8x7B.
 // INT8_MOE_WGMMA_STAGE_OUT = 0 | 1 forces it off or on, for tuning and tests.
 bool wgmma_stage_out() {
-  const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_OUT", {0, 1});
-  return forced != 0;
+  return default_on_knob("INT8_MOE_WGMMA_STAGE_OUT");
 }
 // The same for GEMM1's intermediate tile (stmatrix into a [route][column] tile, 32-byte pieces
 // of each route's columns out; the same bits as each thread's 2-byte stores). On by default: on
@@ -433,8 +435,7 @@ bool wgmma_stage_out() {
 // variant 81).
 // INT8_MOE_WGMMA_STAGE_INTER = 0 | 1 forces it off or on, for tuning and tests.
 bool wgmma_stage_inter() {
-  const int forced = choice_knob("INT8_MOE_WGMMA_STAGE_INTER", {0, 1});
-  return forced != 0;
+  return default_on_knob("INT8_MOE_WGMMA_STAGE_INTER");
 }
 
 // Whether the wgmma GEMMs multiply a route block whose last routes are padding over only the
@@ -446,8 +447,7 @@ bool wgmma_stage_inter() {
 // 0.958x / 0.976x / 0.970x at M = 1024 on Qwen3-30B-A3B / Mixtral-8x7B / OLMoE, 0.988-1.010x at
 // 4096 and 16384. INT8_MOE_WGMMA_NARROW = 0 | 1 forces it off or on.
 bool wgmma_narrow_tail() {
-  const int forced = choice_knob("INT8_MOE_WGMMA_NARROW", {0, 1});
-  return forced != 0;
+  return default_on_knob("INT8_MOE_WGMMA_NARROW");
 }
 
 // x's rows with their 2-byte elements permuted per 16 (perm16.cuh), and g pointed at the copy
