@@ -42,20 +42,26 @@ def short_name(name: str) -> str:
     return name.split("::")[-1]
 
 
-def steady_timeline(layers, x, tw, ids) -> None:
-    fns = [lambda layer=layer: layer(x, tw, ids) for layer in layers]
-    g = capture_graph(fns, calls=CALLS, warmup=2)
+def graph_kernels(fns, calls: int, replays: int) -> list[tuple[str, float, float]]:
+    """(name, start us, end us) of every kernel of `replays` replays of a graph of `calls` calls
+    cycling through fns (after 3 unprofiled replays), in start order."""
+    g = capture_graph(fns, calls=calls, warmup=2)
     for _ in range(3):
         g.replay()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(REPLAYS):
+        for _ in range(replays):
             g.replay()
         torch.cuda.synchronize()
     kernels = [(e.name, e.time_range.start, e.time_range.end) for e in prof.events()
                if e.device_type == DeviceType.CUDA and "Memcpy" not in e.name
                and "Memset" not in e.name]
-    print_timeline(sorted(kernels, key=lambda k: k[1]), calls=REPLAYS * CALLS)
+    return sorted(kernels, key=lambda k: k[1])
+
+
+def steady_timeline(layers, x, tw, ids) -> None:
+    fns = [lambda layer=layer: layer(x, tw, ids) for layer in layers]
+    print_timeline(graph_kernels(fns, CALLS, REPLAYS), calls=REPLAYS * CALLS)
 
 
 def print_timeline(kernels, calls: int) -> None:
