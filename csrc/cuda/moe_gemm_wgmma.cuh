@@ -451,7 +451,9 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   // (the same answer CTA-wide). Each width's loop retires its products before returning: the
   // widths' accumulators meet after the choice (register moves there while products run would
   // serialize every wgmma: ptxas C7515).
-  int held = BN;  // routes of the block up to its last real one (the staged epilogues' bound)
+  // Routes of the block up to its last real one where narrow_tail counts them (else BN): the
+  // staged epilogues stage no group of routes wholly past it.
+  int held = BN;
   auto with_width = [&](auto&& loop) {
     if (g.narrow_tail) {
       int last = -1;
@@ -735,7 +737,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
       T* stage = reinterpret_cast<T*>(wgmma_smem_raw + (smem - raw));
       // Each 8 routes x 8 rows of this warp's fragment by stmatrix .trans (4 matrices an
       // instruction, two values a register) instead of a 2-byte store per value; padding routes
-      // are staged too (factors 1: finite values the copy below skips), so no branch per route.
+      // before `held` are staged too (factors 1: finite values the copy below skips), so no
+      // branch per route.
       // Matrix 2n + h: routes 8n .. 8n + 7, rows r0 + 8h .. + 7 (r0: the warp's first row).
       static_assert(BN % 16 == 0, "whole stmatrix x4 groups");
       const int r0 = wg * 64 + wq * 16;
