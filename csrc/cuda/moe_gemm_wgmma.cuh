@@ -250,8 +250,9 @@ __device__ __forceinline__ uint32_t wgmma_ldsm_row_offset(int warp_row0, int lan
 // CTAs per SM that shared memory allows with 2 warpgroups, to which the register budget is held:
 // 3 at 64 routes per tile, 2 at 128, 1 at 256 and with 4 warpgroups. (Unbounded, ptxas gave the
 // non-gated W8A16 kernel 94 registers at 64 routes, one CTA per SM fewer.) 0 (no bound) for the
-// pipelined W8A16 loop, which keeps the loads and the 128 registers it had unbounded (see
-// load_chunk_selects; tests/test_cuda_compile.py checks every instance's count).
+// pipelined W8A16 loop, which keeps the 128 registers it has unbounded (held to them it ran
+// 1.03-1.04x slower in session 29's code: benchmarks/NOTES.md, variant 49;
+// tests/test_cuda_compile.py checks every instance's count).
 template <int BN, int WG, bool PIPELINED>
 constexpr int wgmma_min_ctas() {
   return PIPELINED ? 0 : WG == 4 || BN == 256 ? 1 : BN == 128 ? 2 : 3;
@@ -309,22 +310,18 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   // activation piece tid % 8 of rows tid / 8 + 16 WG i. (K % 16 == 0: a piece is all valid or
   // none.) Rows beyond N and padding routes are zero-filled (no bytes read: at 16 routes per
   // expert a 64-route tile is three quarters padding; their sources point into row 0), their
-  // source bytes per piece set once here, so that a chunk wholly inside K loads without a check.
+  // zero-fill predicates set once here, so that a chunk wholly inside K loads without a check.
   const int wpiece = tid % W_PIECES, bpiece = tid % PIECES;
   const int8_t* wsrc[A_PER_THREAD];
-  bool wzero[A_PER_THREAD];        // load_chunk's zero-fill predicates
-  uint32_t wbytes[A_PER_THREAD];   // ... and load_chunk_selects' source bytes (kept apart: derived
-                                   // from wzero, the pipelined kernels' machine code changed)
+  bool wzero[A_PER_THREAD];  // load_chunk's zero-fill predicates
 #pragma unroll
   for (int i = 0; i < A_PER_THREAD; ++i) {
     const int64_t row = weight_row(tid / W_PIECES + (THREADS / W_PIECES) * i);
     wsrc[i] = W + (row < 0 ? 0 : row) * g.K + wpiece * 16;
     wzero[i] = row < 0;
-    wbytes[i] = row < 0 ? 0 : 16;
   }
   const AT* bsrc[B_PER_THREAD];
   bool bzero[B_PER_THREAD];
-  uint32_t bbytes[B_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < B_PER_THREAD; ++i) {
     const int64_t p = pos0 + tid / PIECES + (THREADS / PIECES) * i;
@@ -332,7 +329,6 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
     const int64_t r = route < 0 ? 0 : g.a_rows_are_tokens ? route / g.topk : p;
     bsrc[i] = A + r * g.K + bpiece * (KC / 8);
     bzero[i] = route < 0;
-    bbytes[i] = route < 0 ? 0 : 16;
   }
   const uint32_t raw = shared_address(wgmma_smem_raw);
   const uint32_t smem = (raw + 1023u) & ~1023u;
@@ -380,8 +376,8 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
   // and the copy (the zero-fill a predicate set above); the partial last one (K % KC != 0), on
   // its own path, also zero-fills this thread's pieces beyond K, their sources back at the row's
   // chunk 0 (an address inside the row). (Selects of sizes and sources on every chunk, as
-  // load_chunk_selects below, cost ~30-40 instructions per chunk: without them the W8A8 loop and
-  // the chunk-at-a-time W8A16 loop took 0.96-0.99x the time; benchmarks/NOTES.md, variant 49.)
+  // every wgmma loop had until variants 49 and 87, cost ~25-40 instructions per chunk: without
+  // them the loops took 0.96-0.99x the time; benchmarks/NOTES.md.)
   const int64_t full64 = g.K / KC;
   const bool w_tail_ok = full64 * KC + wpiece * 16 < g.K;  // weight bytes = elements
   const bool b_tail_ok = full64 * KC + bpiece * (KC / 8) < g.K;
@@ -480,36 +476,16 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
     // rewritten). Products stay in flight across chunks, so at chunk c's start the slot of
     // chunk c - 1 may still be read: loads run STAGES - 2 chunks ahead (the slot of c - 2 is
     // free). The same products in the same order as below: the same sums bit for bit.
-    // This loop keeps the loads it was tuned with: per-chunk selects of sizes and sources,
-    // 64-bit chunk counters, slots by remainder (the same machine code as before load_chunk
-    // lost them). With load_chunk (~30 instructions fewer per chunk) it ran 1.03-1.04x the time
-    // held to 128 registers, 1.2-1.4x unbounded (138: one CTA per SM; NOTES, variant 49).
+    // Its loads are load_chunk's (no per-chunk selects of sizes and sources: ~25 instructions
+    // fewer per full chunk; 0.98-0.99x the wgmma kernels' time at Qwen3-30B-A3B M = 1024-16384,
+    // NOTES variant 87), its chunk counter 64-bit and its slots by remainder, unbounded (128
+    // registers; bounded in session 29's code the selects' removal measured 1.03-1.04x slower,
+    // unbounded 1.2-1.4x at 138: variant 49).
     const int64_t chunks64 = (g.K + KC - 1) / KC;
-    auto load_chunk_selects = [&](int slot, int64_t chunk) {
-      if constexpr (TMA) {
-        if (tid == 0) tma_chunk(slot, chunk);
-      }
-      const uint32_t base = smem + slot * STAGE_BYTES;
-      const bool inside = chunk < full64;
-      const bool w_ok = inside || w_tail_ok, b_ok = inside || b_tail_ok;
-      const int64_t w_from = w_ok ? chunk * KC : 0, b_from = b_ok ? chunk * KC : 0;
-      if constexpr (!TMA) {
-#pragma unroll
-        for (int i = 0; i < A_PER_THREAD; ++i)
-          cp_async_16_bytes(base + w_off + i * (THREADS / W_PIECES) * W_ROW, wsrc[i] + w_from,
-                            w_ok ? wbytes[i] : 0);
-      }
-      if constexpr (!TMA_A) {
-#pragma unroll
-        for (int i = 0; i < B_PER_THREAD; ++i)
-          cp_async_16_bytes(base + b_off + i * (THREADS / PIECES) * kWgmmaBK, bsrc[i] + b_from,
-                            b_ok ? bbytes[i] : 0);
-      }
-    };
     constexpr int AHEAD = STAGES - 2;
 #pragma unroll
     for (int s = 0; s < AHEAD; ++s) {
-      if (s < chunks64) load_chunk_selects(s, s);
+      if (s < chunks64) load_chunk(s, s);
       cp_async_commit();
     }
     fill_epilogue_tables();
@@ -522,7 +498,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
         tma_wait(static_cast<int>(c % STAGES), c);  // TMA: chunk c's boxes have landed
         __syncthreads();             // ... for every thread; chunk c - 2's products have retired
         const int64_t next = c + AHEAD;
-        if (next < chunks64) load_chunk_selects(static_cast<int>(next % STAGES), next);
+        if (next < chunks64) load_chunk(static_cast<int>(next % STAGES), static_cast<int>(next));
         cp_async_commit();
         const uint32_t base = smem + static_cast<int>(c % STAGES) * STAGE_BYTES;
         const uint64_t db = wgmma_desc_sw128(base + A_BYTES);
