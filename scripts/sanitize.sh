@@ -29,9 +29,9 @@ export INT8_MOE_UNDER_SANITIZER=1
 # (63, 74), both modes' narrow last tiles (75, 78), the decode / wgmma rule (80) and the staged
 # GEMM1 intermediate (81, 82: memcheck clean over its bf16 cases in session 43,
 # sanitize_s43_h200.log; racecheck not yet through; the default pipelined W8A16 path with 83's
-# and 87's loops, memcheck and racecheck clean in session 45, sanitize_s45_h200.log). Those of variants 61-80 ran clean by targeted
-# selections in sessions 38-42 (memcheck over their bf16 cases, racecheck and initcheck over
-# subsets; 74, 75 and 78: memcheck and racecheck, bf16; 80: memcheck, racecheck, initcheck:
+# and 87's loops, memcheck and racecheck clean in session 45, sanitize_s45_h200.log).
+# Those of variants 61-80 ran clean by targeted selections in sessions 38-42 (memcheck over
+# their bf16 cases, racecheck and initcheck over subsets; 74, 75 and 78: memcheck and racecheck, bf16; 80: memcheck, racecheck, initcheck:
 # benchmarks/results/sanitize_s38_h200.log, sanitize_s39_h200.log, sanitize_s41_h200.log,
 # sanitize_s42_h200.log); this default selection has not run as a whole (session 42's memcheck of
 # it stopped at 440 s after ~123 tests: none failed, no report).
