@@ -32,9 +32,10 @@ export INT8_MOE_UNDER_SANITIZER=1
 # and 87's loops, memcheck and racecheck clean in session 45, sanitize_s45_h200.log).
 # Those of variants 61-80 ran clean by targeted selections in sessions 38-42 (memcheck over
 # their bf16 cases, racecheck and initcheck over subsets; 74, 75 and 78: memcheck and
-# racecheck, bf16; 80: memcheck, racecheck, initcheck: benchmarks/results/sanitize_s38_h200.log, sanitize_s39_h200.log, sanitize_s41_h200.log,
-# sanitize_s42_h200.log); this default selection has not run as a whole (session 42's memcheck of
-# it stopped at 440 s after ~123 tests: none failed, no report).
+# racecheck, bf16; 80: memcheck, racecheck, initcheck: benchmarks/results/sanitize_s38_h200.log,
+# sanitize_s39_h200.log, sanitize_s41_h200.log, sanitize_s42_h200.log); this default selection
+# has not run as a whole (session 42's memcheck of it stopped at 440 s after ~123 tests: none
+# failed, no report).
 # Left out: graph capture (it needs the caching allocator), the full model shapes and > 2^31
 # elements (minutes under instrumentation, same kernels), and the staged top-k sum's test (its
 # W8A16 GEMMs reach torch's grouped_mm, below: run it with INT8_MOE_GEMM_PATH=wgmma).
