@@ -87,14 +87,12 @@ def main():
                 for i, times in enumerate(interleaved(run, args.captures, args.rounds)):
                     print(f"| {M} | {trial}.{i} | {' / '.join(f'{t:.4f}' for t in times)} | "
                           f"{clocks()} |", flush=True)
-                del weights
-                torch.cuda.empty_cache()
-                continue
-            one = [timed(run, graph=True) for _ in range(args.captures)]
-            st = steady([run])
-            print(f"| {M} | {trial} | {' / '.join(f'{t:.4f}' for t in one)} | {st:.4f} |",
-                  flush=True)
-            del weights
+            else:
+                one = [timed(run, graph=True) for _ in range(args.captures)]
+                st = steady([run])
+                print(f"| {M} | {trial} | {' / '.join(f'{t:.4f}' for t in one)} | {st:.4f} |",
+                      flush=True)
+            del weights, run
             torch.cuda.empty_cache()
 
 

@@ -477,7 +477,7 @@ __device__ __forceinline__ void wgmma_gemm_body(const MoeGemmArgs& g, const CUte
     // chunk c - 1 may still be read: loads run STAGES - 2 chunks ahead (the slot of c - 2 is
     // free). The same products in the same order as below: the same sums bit for bit.
     // Its loads are load_chunk's (no per-chunk selects of sizes and sources: ~25 instructions
-    // fewer per full chunk; 0.98-0.99x the wgmma kernels' time at Qwen3-30B-A3B M = 1024-16384,
+    // fewer per full chunk; 0.975-0.995x the wgmma kernels' time at Qwen3-30B-A3B M = 1024-16384,
     // NOTES variant 87), its chunk counter 64-bit and its slots by remainder, unbounded (128
     // registers; bounded in session 29's code the selects' removal measured 1.03-1.04x slower,
     // unbounded 1.2-1.4x at 138: variant 49).
